@@ -1,0 +1,97 @@
+"""``reasonlab bench <what>``: speed against transformers on the same weights, in the same run.
+
+Each benchmark alternates the two sides for ``repeats`` rounds and reports medians, so a noisy
+neighbour slows both sides alike; the ``ratio`` is ours / theirs. With ``--json`` the last line
+printed is one JSON object.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from reasonlab.models.llama import LlamaConfig
+
+BENCHES = {
+    "sampler": "reasonlab.bench.sampler:bench_sampler",
+    "train": "reasonlab.bench.train:bench_train",
+}
+
+
+@dataclass
+class BenchConfig:
+    what: str = "sampler"
+    json: bool = False
+    model: str = ""                       # checkpoint dir; empty: fresh weights of `model_cfg`
+    model_cfg: LlamaConfig = field(default_factory=LlamaConfig)
+    prompts: int = 256
+    new_tokens: int = 64
+    temperature: float = 1.0
+    top_k: int = 0
+    dtype: str = "bfloat16"               # our engine's / trainer's compute dtype
+    batch_size: int = 32                  # train bench shape
+    seq_len: int = 512
+    steps: int = 8                        # measured train steps per round
+    repeats: int = 3
+    seed: int = 0
+
+
+def run_bench(cfg: BenchConfig) -> dict:
+    if cfg.what not in BENCHES:
+        from reasonlab.config import ConfigError
+        raise ConfigError(f"unknown benchmark '{cfg.what}'; choose from: {', '.join(BENCHES)}")
+
+    module, attr = BENCHES[cfg.what].split(":")
+    result = getattr(importlib.import_module(module), attr)(cfg)
+    result = {"bench": cfg.what, **result}
+    if cfg.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key:>28}: {value}")
+    return result
+
+
+def load_or_init(cfg: BenchConfig):
+    """(model, tokenizer) from ``cfg.model`` or freshly initialised with ``cfg.model_cfg``."""
+    import torch
+
+    from reasonlab.models.checkpoint import load_checkpoint
+    from reasonlab.models.llama import Llama
+    from reasonlab.models.tokenizer import CharTokenizer
+
+    if cfg.model:
+        model, tokenizer, _ = load_checkpoint(cfg.model)
+        return model, tokenizer
+    tokenizer = CharTokenizer()
+    cfg.model_cfg.vocab_size = tokenizer.vocab_size
+    torch.manual_seed(cfg.seed)
+    return Llama(cfg.model_cfg), tokenizer
+
+
+def to_transformers(model, tokenizer):
+    """The same weights loaded into ``transformers.AutoModelForCausalLM`` (through a saved dir)."""
+    from transformers import AutoModelForCausalLM
+
+    from reasonlab.models.checkpoint import save_checkpoint
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = save_checkpoint(Path(tmp) / "hf", model, tokenizer)
+        return AutoModelForCausalLM.from_pretrained(str(path))
+
+
+def alternate(sides: dict, repeats: int) -> dict:
+    """Run each side's callable ``repeats`` times, interleaved; -> median seconds per side.
+    Each callable returns the amount of work done (tokens, completions...)."""
+    times: dict[str, list[float]] = {name: [] for name in sides}
+    work: dict[str, float] = {}
+    for _ in range(repeats):
+        for name, fn in sides.items():
+            t0 = time.perf_counter()
+            work[name] = fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: (work[name], statistics.median(ts)) for name, ts in times.items()}

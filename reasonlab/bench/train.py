@@ -1,0 +1,61 @@
+"""Pretraining throughput: our train step against transformers' ``LlamaForCausalLM``.
+
+Same weights, same batch shape (``batch_size`` x ``seq_len``), same AdamW; forward, backward,
+gradient clipping and the optimizer step on both sides. Ours runs with bf16 autocast (the
+pretraining default); transformers runs in fp32 (its default) and with bf16 autocast, and the
+ratio is taken against the faster of the two.
+"""
+from __future__ import annotations
+
+import torch
+
+from reasonlab.bench.common import BenchConfig, alternate, load_or_init, to_transformers
+
+
+def bench_train(cfg: BenchConfig) -> dict:
+    from reasonlab.train.pretrain import PretrainConfig, make_optimizer, train_step
+
+    model, tokenizer = load_or_init(cfg)
+    hf32, hf16 = to_transformers(model, tokenizer), to_transformers(model, tokenizer)
+    pcfg = PretrainConfig(batch_size=cfg.batch_size, seq_len=cfg.seq_len)
+    g = torch.Generator().manual_seed(cfg.seed)
+    x = torch.randint(3, tokenizer.vocab_size, (cfg.batch_size, cfg.seq_len), generator=g)
+    y = torch.roll(x, -1, dims=1)
+    model.train()
+    opt = make_optimizer(model, pcfg)
+
+    def ours() -> int:
+        for _ in range(cfg.steps):
+            train_step(model, opt, x, y, pcfg.lr, pcfg.grad_clip, cfg.dtype)
+        return cfg.steps * x.numel()
+
+    def hf_side(hf, autocast: bool):
+        hf.train()
+        hopt = make_optimizer(hf, pcfg)
+
+        def run() -> int:
+            for _ in range(cfg.steps):
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+                    loss = hf(input_ids=x, labels=x).loss
+                hopt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(hf.parameters(), pcfg.grad_clip)
+                hopt.step()
+            return cfg.steps * x.numel()
+        return run
+
+    sides = {"ours": ours, "hf_fp32": hf_side(hf32, False), "hf_bf16": hf_side(hf16, True)}
+    for fn in sides.values():
+        fn()
+    timed = alternate(sides, cfg.repeats)
+    rate = {name: work / secs for name, (work, secs) in timed.items()}
+    best_hf = max(rate["hf_fp32"], rate["hf_bf16"])
+    return {
+        "params": model.num_params(), "batch_size": cfg.batch_size, "seq_len": cfg.seq_len,
+        "ours_dtype": cfg.dtype, "threads": torch.get_num_threads(),
+        "ours_tokens_per_s": round(rate["ours"], 1),
+        "hf_fp32_tokens_per_s": round(rate["hf_fp32"], 1),
+        "hf_bf16_tokens_per_s": round(rate["hf_bf16"], 1),
+        "hf_tokens_per_s": round(best_hf, 1),
+        "ratio": round(rate["ours"] / best_hf, 2),
+    }

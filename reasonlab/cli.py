@@ -1,0 +1,82 @@
+"""``reasonlab <command> [--recipe FILE] [--key=value ...]``: parse a stage config, call the stage.
+
+User mistakes (missing file, unknown key, wrong type, malformed data) print one line and exit 2;
+set ``REASONLAB_DEBUG=1`` for the traceback.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+
+# command -> (config class "module:attr", stage function "module:attr", help)
+COMMANDS = {
+    "pretrain": ("reasonlab.train.pretrain:PretrainConfig", "reasonlab.train.pretrain:pretrain",
+                 "pretrain the tiny model on synthetic reasoning traces, then evaluate it"),
+    "eval": ("reasonlab.eval.run:EvalConfig", "reasonlab.eval.run:evaluate",
+             "sample n completions per problem, verify, write results.jsonl / summary.json / plot"),
+    "sample": ("reasonlab.engine.cli_sample:SampleConfig", "reasonlab.engine.cli_sample:run_sample",
+               "print completions of a checkpoint for a prompt or task problems"),
+    "bench": ("reasonlab.bench.common:BenchConfig", "reasonlab.bench.common:run_bench",
+              "speed benchmarks against transformers: `bench sampler` or `bench train` [--json]"),
+    "demo": ("reasonlab.demo:DemoConfig", "reasonlab.demo:run_demo",
+             "the main job: pretrain the tiny model, evaluate it, plot (recipes/demo.yaml)"),
+}
+
+USAGE = "usage: reasonlab {" + "|".join(COMMANDS) + "} [--recipe FILE] [--key=value ...]"
+
+
+def _load(spec: str):
+    module, attr = spec.split(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def _help() -> str:
+    lines = [USAGE, ""] + [f"  {name:<9} {info[2]}" for name, info in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_help())
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        print(f"reasonlab: unknown command '{command}'\n{USAGE}", file=sys.stderr)
+        return 2
+    if command == "bench" and rest and not rest[0].startswith("-"):
+        rest = [f"--what={rest[0]}"] + rest[1:]
+    from reasonlab.config import ConfigError, load_config, parse_overrides
+    from reasonlab.io import DataError
+
+    try:
+        recipe, overrides = parse_overrides(rest)
+        cfg = load_config(_load(COMMANDS[command][0]), recipe, overrides)
+        result = _load(COMMANDS[command][1])(cfg)
+    except (ConfigError, DataError, FileNotFoundError) as err:
+        if os.environ.get("REASONLAB_DEBUG"):
+            raise
+        print(f"reasonlab {command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"reasonlab {command}: interrupted (artifacts so far are kept; --resume=true continues)",
+              file=sys.stderr)
+        return 130
+    if command != "bench" and isinstance(result, dict):
+        print(json.dumps(_headline(result), indent=1))
+    return 0
+
+
+def _headline(summary: dict) -> dict:
+    """The few numbers a person wants at the end of a stage."""
+    metrics = summary.get("metrics") or summary.get("eval", {}).get("metrics", {})
+    keys = [k for k in metrics if k.startswith(("pass@", "maj@")) and not k.endswith("_ci")]
+    out = {k: summary[k] for k in ("stage", "steps", "train_seconds", "eval_seconds", "run_dir") if k in summary}
+    out.update({k: round(metrics[k], 4) for k in keys})
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+"""The small model protocol the engine samples from.
+
+Any backend (the tiny Llama here, a Hugging Face model later) plugs into the sampler, search
+and training code by implementing these three calls over its own cache representation:
+
+- ``prefill(ids, valid, max_new, copies)``: encode left-padded prompts ``ids`` (P, T) with
+  ``valid`` (P, T) marking real tokens, reserve room for ``max_new`` more tokens, and return the
+  next-token logits (P*copies, V) plus an opaque state in which every prompt's KV is repeated
+  ``copies`` times (rows ``p*copies .. p*copies+copies-1`` belong to prompt ``p``). The prompt is
+  encoded once, whatever ``copies`` is.
+- ``decode(state, tokens)``: append one token per row, tokens (B,), return logits (B, V).
+- ``select(state, rows)``: keep only ``rows`` (a 1-D index tensor), in that order.
+
+``tokens_encoded`` counts the real token positions the backend has run through the network, so
+tests can prove that no caller re-encodes a prefix whose KV it already holds.
+"""
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import torch
+
+
+class CausalLM(Protocol):
+    vocab_size: int
+    tokens_encoded: int
+
+    def prefill(self, ids: torch.Tensor, valid: torch.Tensor, max_new: int, copies: int = 1
+                ) -> tuple[torch.Tensor, Any]: ...
+
+    def decode(self, state: Any, tokens: torch.Tensor) -> torch.Tensor: ...
+
+    def select(self, state: Any, rows: torch.Tensor) -> Any: ...

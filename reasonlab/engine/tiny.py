@@ -1,0 +1,189 @@
+"""KV-cache backend for the tiny Llama (implements ``engine.protocol.CausalLM``).
+
+``prefill`` finds the longest token prefix that all prompts share (the prompt template), encodes
+it once as a segment read by every row, encodes each prompt's remainder once as a segment read by
+its ``copies`` rows, and preallocates each row's own cache for ``max_new`` tokens. Decoding
+attends over the segments and the own cache (``engine.attention``), so neither the shared
+template nor a prompt is re-encoded or copied per sample. Prompts are left-padded; RoPE positions
+count real tokens only, so a padded row computes what it would compute alone.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from reasonlab.engine.attention import Segment, attend
+from reasonlab.models.llama import Llama, apply_rope, rms_norm, rope_tables
+
+MIN_SHARED_PREFIX = 8
+
+
+@dataclass
+class LlamaState:
+    segments: list[Segment]
+    k: list[torch.Tensor]      # per layer own cache (B, K, S, E)
+    v: list[torch.Tensor]
+    pos: torch.Tensor          # (B,) RoPE position of the next token
+    col: int                   # next own-cache column to write
+
+
+def shared_prefix_length(ids: torch.Tensor, valid: torch.Tensor) -> int:
+    """Longest prefix of real tokens common to all left-padded rows, leaving each row at least
+    one token of its own."""
+    lengths = valid.sum(1)
+    shortest = int(lengths.min())
+    if ids.shape[0] < 2 or shortest < 2:
+        return 0
+    t = ids.shape[1]
+    starts = t - lengths                                           # first real column of each row
+    cols = starts[:, None] + torch.arange(shortest - 1)[None]
+    aligned = ids.gather(1, cols)                                  # (P, shortest-1), right-aligned starts
+    same = (aligned == aligned[:1]).all(0).long().cumprod(0)
+    return int(same.sum())
+
+
+class LlamaRunner:
+    """Runs a ``Llama`` for sampling, optionally in a lower-precision copy (``dtype``)."""
+
+    def __init__(self, model: Llama, dtype: torch.dtype | None = None):
+        self.model = model if dtype is None else _cast_copy(model, dtype)
+        self.model.eval()
+        self.cfg = model.cfg
+        self.vocab_size = model.cfg.vocab_size
+        self.dtype = next(self.model.parameters()).dtype
+        self.scale = 1.0 / math.sqrt(self.cfg.head_dim)
+        self.tokens_encoded = 0
+        cos, sin = rope_tables(torch.arange(self.cfg.max_seq_len), self.cfg.head_dim, self.cfg.rope_theta)
+        self.cos, self.sin = cos.to(self.dtype), sin.to(self.dtype)    # (max_seq_len, E)
+
+    def _rope(self, pos: torch.Tensor):
+        return self.cos[pos][:, None], self.sin[pos][:, None]          # (B, 1, Tq, E)
+
+    def _qkv(self, layer, x, cos, sin):
+        """Normed projections with RoPE applied to q and k in one pass:
+        q (B, H, T, E), k and v (B, K, T, E)."""
+        cfg, (b, t, _) = self.cfg, x.shape
+        h, kh = cfg.n_heads, cfg.n_kv_heads
+        qkv = layer.qkv(rms_norm(x, layer.attn_norm, cfg.norm_eps)).view(b, t, h + 2 * kh, cfg.head_dim)
+        qkv = qkv.transpose(1, 2)
+        qk = apply_rope(qkv[:, : h + kh], cos, sin)
+        return qk[:, :h], qk[:, h:], qkv[:, h + kh:]
+
+    def _encode(self, x, pos, prefix, mask):
+        """Prefill: run all layers over new tokens x (B, T, D) at positions pos (B, T), attending
+        to an optional shared ``prefix`` (per layer (k, v), each (1, K, C, E)) and to each other
+        under ``mask`` (B, 1, T, C+T) bool. Scores never materialise (fused SDPA).
+        Returns (hidden, ks, vs) with the new tokens' keys/values per layer (B, K, T, E)."""
+        cfg, b = self.cfg, x.shape[0]
+        cos, sin = self._rope(pos)
+        ks, vs = [], []
+        for i, layer in enumerate(self.model.layers):
+            q, k, v = self._qkv(layer, x, cos, sin)
+            ks.append(k)
+            vs.append(v)
+            if prefix is not None:
+                pk, pv = prefix[i]
+                k = torch.cat([pk.expand(b, -1, -1, -1), k], 2)
+                v = torch.cat([pv.expand(b, -1, -1, -1), v], 2)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
+                                               enable_gqa=cfg.n_heads != cfg.n_kv_heads)
+            x = x + layer.o(y.transpose(1, 2).reshape(b, x.shape[1], -1))
+            x = x + layer.mlp(x)
+        return x, ks, vs
+
+    def _step(self, x, pos, state: "LlamaState"):
+        """Decode: one token per row, x (B, 1, D); keys/values go to the own cache at ``state.col``
+        and attention reads the shared segments plus the own cache (``engine.attention``)."""
+        cfg, b, col = self.cfg, x.shape[0], state.col
+        g = cfg.n_heads // cfg.n_kv_heads
+        cos, sin = self._rope(pos)
+        for i, layer in enumerate(self.model.layers):
+            q, k, v = self._qkv(layer, x, cos, sin)
+            state.k[i][:, :, col] = k[:, :, 0]
+            state.v[i][:, :, col] = v[:, :, 0]
+            q = q.reshape(b, cfg.n_kv_heads, g, 1, cfg.head_dim)
+            y = attend(q, i, state.segments, state.k[i][:, :, : col + 1], state.v[i][:, :, : col + 1],
+                       None, self.scale)
+            x = x + layer.o(y.reshape(b, 1, -1))
+            x = x + layer.mlp(x)
+        return x
+
+    def _logits(self, h: torch.Tensor) -> torch.Tensor:
+        return self.model.lm_head(rms_norm(h, self.model.norm, self.cfg.norm_eps)).float()
+
+    @torch.inference_mode()
+    def prefill(self, ids: torch.Tensor, valid: torch.Tensor, max_new: int, copies: int = 1):
+        m, cfg = self.model, self.cfg
+        p, t = ids.shape
+        valid = valid.bool()
+        lengths = valid.sum(1)
+        if int(lengths.max()) + max_new > cfg.max_seq_len:
+            raise ValueError(f"prompt length {int(lengths.max())} + max_new_tokens {max_new} "
+                             f"> max_seq_len {cfg.max_seq_len}")
+        self.tokens_encoded += int(lengths.sum())
+        rows = torch.arange(p).repeat_interleave(copies)
+        segments, prefix = [], None
+        c = shared_prefix_length(ids, valid)
+        if c >= MIN_SHARED_PREFIX:
+            first = t - int(lengths[0])
+            shared = ids[:1, first: first + c]
+            _, ks, vs = self._encode(m.embed(shared), torch.arange(c)[None], None, _causal(c)[None, None])
+            prefix = list(zip(ks, vs))
+            segments.append(Segment.build(ks, vs, torch.ones(1, c, dtype=torch.bool),
+                                          torch.zeros(p * copies, dtype=torch.long)))
+            self.tokens_encoded -= c * (p - 1)            # encoded once, not once per prompt
+            ids, valid, lengths = _drop_prefix(ids, valid, c)
+            t = ids.shape[1]
+        else:
+            c = 0
+        pos = (valid.long().cumsum(1) - 1).clamp(min=0) + c
+        mask = _causal(t)[None] & valid[:, None, :]
+        mask |= torch.eye(t, dtype=torch.bool)[None]       # padding rows see themselves, never NaN
+        if prefix is not None:
+            mask = torch.cat([torch.ones(p, t, c, dtype=torch.bool), mask], 2)
+        x, ks, vs = self._encode(m.embed(ids), pos, prefix, mask[:, None])
+        logits = self._logits(x[:, -1])[rows]
+        segments.append(Segment.build(ks, vs, valid, rows))
+        shape = (p * copies, cfg.n_kv_heads, max_new, cfg.head_dim)
+        own_k = [torch.zeros(shape, dtype=self.dtype) for _ in m.layers]
+        own_v = [torch.zeros(shape, dtype=self.dtype) for _ in m.layers]
+        return logits, LlamaState(segments, own_k, own_v, (lengths + c)[rows], 0)
+
+    @torch.inference_mode()
+    def decode(self, state: LlamaState, tokens: torch.Tensor) -> torch.Tensor:
+        if state.col >= state.k[0].shape[2]:
+            raise RuntimeError("KV cache is full: raise max_new in prefill")
+        self.tokens_encoded += tokens.shape[0]
+        x = self._step(self.model.embed(tokens[:, None]), state.pos[:, None], state)
+        state.col += 1
+        state.pos += 1
+        return self._logits(x[:, 0])
+
+    def select(self, state: LlamaState, rows: torch.Tensor) -> LlamaState:
+        return LlamaState([s.select(rows) for s in state.segments], [k[rows] for k in state.k],
+                          [v[rows] for v in state.v], state.pos[rows], state.col)
+
+
+def _causal(t: int) -> torch.Tensor:
+    return torch.ones(t, t, dtype=torch.bool).tril()
+
+
+def _drop_prefix(ids, valid, c):
+    """Remove the first ``c`` real tokens of every left-padded row (re-left-padding the rest)."""
+    lengths = valid.sum(1) - c
+    t = int(lengths.max())
+    new_ids = torch.zeros(ids.shape[0], t, dtype=ids.dtype)
+    new_valid = torch.zeros(ids.shape[0], t, dtype=torch.bool)
+    for i, n in enumerate(lengths.tolist()):
+        new_ids[i, t - n:] = ids[i, ids.shape[1] - n:]
+        new_valid[i, t - n:] = True
+    return new_ids, new_valid, lengths
+
+
+def _cast_copy(model: Llama, dtype: torch.dtype) -> Llama:
+    clone = Llama(model.cfg)
+    clone.load_state_dict(model.state_dict())
+    return clone.to(dtype)

@@ -1,0 +1,35 @@
+"""Tasks: data, prompts, verifiers and traces, one class per task, found by name.
+
+>>> task = get_task("arith")
+>>> rows = task.generate(2, seed=0)
+>>> task.verify(rows[0], "<answer>" + rows[0]["answer"] + "</answer>").correct
+True
+
+Importing this package never imports torch, transformers or math-verify.
+"""
+from __future__ import annotations
+
+from reasonlab.tasks.arith import ArithTask
+from reasonlab.tasks.base import Task, Verdict
+from reasonlab.tasks.countdown import CountdownTask
+from reasonlab.tasks.gsm8k import GSM8KTask
+from reasonlab.tasks.math import MathTask
+from reasonlab.tasks.prompts import TEMPLATES, check_r1_format, format_prompt
+
+TASKS = {
+    "arith": ArithTask,
+    "countdown": CountdownTask,
+    "gsm8k": GSM8KTask,
+    "math": MathTask,
+}
+
+
+def get_task(name: str, **kwargs) -> Task:
+    """A task instance by name; ``kwargs`` go to its constructor (e.g. ``data_dir=``)."""
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; choose from: {', '.join(sorted(TASKS))}")
+    return TASKS[name](**kwargs)
+
+
+__all__ = ["TASKS", "TEMPLATES", "Task", "Verdict", "get_task", "check_r1_format",
+           "format_prompt", "ArithTask", "CountdownTask", "GSM8KTask", "MathTask"]

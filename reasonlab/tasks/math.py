@@ -1,0 +1,196 @@
+"""Competition math (MATH, Hendrycks et al. 2021) with symbolic answer checking.
+
+Answers are read from ``<answer>`` tags (the last ``\\boxed{}`` inside one, if any) or else the
+last ``\\boxed{}`` / ``\\fbox{}`` of the completion. Equivalence: cheap exact paths first
+(normalised string equality; exact comparison when both sides are plain numbers), then
+math-verify in a worker process that is hard-killed after ``timeout`` seconds (reason
+``"timeout"``). math-verify is needed only at verify time: ``pip install 'reasonlab[math]'``.
+
+Rows: local jsonl with ``problem``/``solution`` (MATH format; the answer is the solution's last
+boxed expression, or an ``answer`` field) or ``question``/``answer``; else the hub
+(``EleutherAI/hendrycks_math`` for train, ``HuggingFaceH4/MATH-500`` for test), lazily.
+"""
+from __future__ import annotations
+
+import random
+import re
+from functools import partial
+from pathlib import Path
+
+from reasonlab.grading.extract import last_boxed, scan_tags
+from reasonlab.grading.numeric import format_fraction, parse_number
+from reasonlab.grading.symbolic import math_equal, normalize_latex, require_math_verify
+from reasonlab.grading.worker import TIMEOUT, LazyOnce, WorkerError, WorkerPool
+from reasonlab.tasks.base import Task, Verdict, check_split, r1_completion
+from reasonlab.tasks.data import load_hub, read_jsonl
+
+SUBJECTS = ("algebra", "counting_and_probability", "geometry", "intermediate_algebra",
+            "number_theory", "prealgebra", "precalculus")
+HUB_SOURCES = {
+    "train": [("EleutherAI/hendrycks_math", subject, "train") for subject in SUBJECTS],
+    "test": [("HuggingFaceH4/MATH-500", None, "test")],
+}
+MAX_MATH_ANSWER_CHARS = 500
+MAX_NESTING = 10  # deeper ({[ nesting is no competition answer, and can stall the parser
+_PLAIN_NUMBER_RE = re.compile(r"-?(?:[0-9]+(?:\.[0-9]+)?|[0-9]+/[0-9]+|\\frac\{[0-9]+\}\{[0-9]+\})")
+
+
+def plain_number(text: str) -> str | None:
+    """Canonical ``p/q`` text if ``text`` (normalised) is just a number, else None."""
+    norm = normalize_latex(text)
+    if len(norm) > 64 or not _PLAIN_NUMBER_RE.fullmatch(norm):
+        return None
+    value = parse_number(norm)
+    return None if value is None else format_fraction(value)
+
+
+def nesting_depth(text: str) -> int:
+    """Deepest bracket nesting of ``( [ {`` (closers only need to be counted, not matched)."""
+    depth = deepest = 0
+    for ch in text:
+        if ch in "([{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in ")]}":
+            depth = max(0, depth - 1)
+    return deepest
+
+
+def to_row(record: dict, split: str, index: int) -> dict:
+    """A standard example row from a MATH-style or question/answer record."""
+    question = record.get("problem") or record["question"]
+    answer = record.get("answer")
+    if answer is None:
+        answer = last_boxed(record["solution"])
+    if answer is None:
+        raise ValueError("record has neither an 'answer' nor a boxed answer in 'solution'")
+    meta = {k: record[k] for k in ("solution", "level", "type", "subject") if k in record}
+    return {"id": f"math-{split}-{index}", "question": question, "answer": str(answer),
+            "meta": {**meta, "index": index}}
+
+
+def extract_math_answer(completion: str) -> tuple[str | None, str]:
+    """``(answer, reason)``: tags first (boxed inside wins), then the last boxed.
+
+    Answers longer than :data:`MAX_MATH_ANSWER_CHARS` or nested deeper than :data:`MAX_NESTING`
+    are ``"bad_format"`` (they are never real answers and can stall the symbolic parser).
+    """
+    scan = scan_tags(completion)
+    if not scan.usable:
+        return None, "bad_format"
+    if scan.blocks:
+        answers = [(last_boxed(b) or b).strip() for b in scan.blocks]
+        if len({normalize_latex(a) for a in answers}) > 1:
+            return None, "multiple_answers"
+        return _bounded(answers[0])
+    boxed = last_boxed(completion)
+    return _bounded(boxed.strip()) if boxed is not None else (None, "no_answer")
+
+
+def _bounded(answer: str) -> tuple[str | None, str]:
+    if len(answer) > MAX_MATH_ANSWER_CHARS or nesting_depth(answer) > MAX_NESTING:
+        return None, "bad_format"
+    return answer, "ok"
+
+
+class MathTask(Task):
+    """MATH. ``timeout`` (s) bounds each symbolic check; ``workers`` checks may run at once.
+
+    ``equal_fn(gold, pred) -> bool`` is the (picklable, top-level) equivalence run in the
+    worker; math-verify's by default.
+    """
+
+    name = "math"
+    step_separator = "\n"
+
+    def __init__(self, path: str | Path | None = None, data_dir: str | Path | None = None,
+                 timeout: float = 3.0, workers: int = 1, equal_fn=math_equal):
+        self.path = Path(path) if path is not None else None
+        self.data_dir = Path(data_dir) if data_dir is not None else None
+        self.timeout = timeout
+        self.workers = workers
+        self.equal_fn = equal_fn
+        self._pool = self._pool_holder()
+        self._rows: dict[str, list[dict]] = {}
+
+    def _pool_holder(self) -> LazyOnce:
+        preload = ("math_verify",) if self.equal_fn is math_equal else ()
+        return LazyOnce(partial(WorkerPool, self.workers, preload=preload))
+
+    def __getstate__(self) -> dict:
+        """Picklable: worker processes are not copied; the copy starts its own when needed."""
+        state = dict(self.__dict__)
+        del state["_pool"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._pool = self._pool_holder()
+
+    def _records(self, split: str) -> list[dict]:
+        if self.path is not None:
+            return read_jsonl(self.path)
+        if self.data_dir is not None:
+            return read_jsonl(self.data_dir / f"{split}.jsonl")
+        return [r for hub_id, config, hub_split in HUB_SOURCES[split]
+                for r in load_hub(hub_id, config, hub_split)]
+
+    def rows(self, split: str = "test") -> list[dict]:
+        """All rows of ``split`` in file order (loaded once per task instance)."""
+        check_split(split)
+        if split not in self._rows:
+            rows = []
+            for i, record in enumerate(self._records(split)):
+                try:
+                    rows.append(to_row(record, split, i))
+                except (KeyError, TypeError, ValueError) as exc:
+                    raise ValueError(f"math ({split}) record {i + 1}: {exc}") from exc
+            self._rows[split] = rows
+        return self._rows[split]
+
+    def generate(self, n: int | None, seed: int, split: str = "train", **difficulty) -> list[dict]:
+        """``n`` rows of ``split`` (a seeded subset in file order; all rows if n is None)."""
+        self._check_difficulty(difficulty)
+        rows = self.rows(split)
+        if n is None or n >= len(rows):
+            return list(rows)
+        picked = sorted(random.Random(f"math:{split}:{seed}").sample(range(len(rows)), n))
+        return [rows[i] for i in picked]
+
+    def _verify(self, example: dict, completion: str) -> Verdict:
+        pred, reason = extract_math_answer(completion)
+        if pred is None:
+            return Verdict(False, None, reason)
+        gold = str(example["answer"])
+        if normalize_latex(pred) == normalize_latex(gold):
+            return Verdict(True, pred, "ok")
+        gold_num, pred_num = plain_number(gold), plain_number(pred)
+        if gold_num is not None and pred_num is not None:
+            return Verdict(gold_num == pred_num, pred, "ok" if gold_num == pred_num else "wrong")
+        if self.equal_fn is math_equal:
+            require_math_verify()
+        result = self._pool.get().run(self.equal_fn, (gold, pred), timeout=self.timeout)
+        if result is TIMEOUT:
+            return Verdict(False, pred, "timeout")
+        if isinstance(result, WorkerError):
+            return Verdict(False, pred, "error")
+        return Verdict(bool(result), pred, "ok" if result else "wrong")
+
+    def canonical(self, parsed: str) -> str:
+        """Plain numbers by value (``0.5`` == ``\\frac{1}{2}``), others by normalised text."""
+        return plain_number(parsed) or normalize_latex(parsed)
+
+    def close(self) -> None:
+        """Stop the worker processes (they also stop at interpreter exit)."""
+        pool = self._pool.peek()
+        if pool is not None:
+            pool.close()
+
+    def trace(self, example: dict, rng: random.Random, **opts) -> str:
+        """The reference solution in R1 format (needs ``meta["solution"]``)."""
+        lines = example["meta"]["solution"].strip().splitlines()
+        return r1_completion(lines, example["answer"], self.step_separator)
+
+    def worked_solution(self, example: dict) -> str:
+        solution = example["meta"].get("solution", "")
+        return f"{solution}\nThe answer is {example['answer']}.".strip()

@@ -1,0 +1,196 @@
+"""Stage: pretrain the tiny Llama on a mixture of synthetic reasoning traces.
+
+Next-token loss on packed documents, AdamW with linear warm-up and cosine decay, bf16 autocast
+(AMX on recent x86 CPUs), gradient clipping, atomic checkpoints with the full training state,
+``resume: true`` to continue, held-out evaluation of the final model (``eval.run``).
+Artifacts in ``runs/<name>/``: ``config.yaml``, ``train_log.jsonl``, ``model/`` (a Hugging Face
+directory), ``loss.png``, and the evaluation's ``results.jsonl`` / ``summary.json`` / plot.
+"""
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from reasonlab.config import config_to_dict, save_config
+from reasonlab.eval.run import EvalConfig, evaluate, greedy_accuracy
+from reasonlab.io import append_jsonl, atomic_write_json, make_run_dir, run_metadata
+from reasonlab.models.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
+from reasonlab.models.llama import Llama, LlamaConfig
+from reasonlab.models.tokenizer import CharTokenizer
+from reasonlab.tasks import get_task
+from reasonlab.train.corpus import build_mixture, packed_batch
+
+
+def _default_mixture() -> dict:
+    return {"arith": {"weight": 1.0, "generate": {"steps": [1, 6], "max_operand": 20},
+                      "trace": {"error_rate": 0.1, "correction_rate": 0.3}}}
+
+
+@dataclass
+class PretrainConfig:
+    name: str = "tiny"
+    runs_dir: str = "runs"
+    seed: int = 0
+    model: LlamaConfig = field(default_factory=LlamaConfig)
+    mixture: dict = field(default_factory=_default_mixture)
+    template: str = "r1"
+    loss_on_prompt: bool = True      # False: the loss sees completions (traces) only
+    seq_len: int = 512
+    batch_size: int = 32
+    max_steps: int = 1000
+    time_budget_s: float = 0.0       # > 0: stop early (and decay the LR) to fit this wall budget
+    lr: float = 3e-3
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 50
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    autocast: str = "bfloat16"       # "bfloat16" or "none"
+    ckpt_every: int = 200
+    log_every: int = 10
+    eval_every: int = 0              # > 0: greedy accuracy on 64 held-out problems every K steps
+    resume: bool = False
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+def lr_at(step: int, cfg: PretrainConfig, total: int) -> float:
+    """Linear warm-up to ``lr``, then cosine decay to ``lr * min_lr_ratio`` at ``total`` steps."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps))
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def make_optimizer(model: torch.nn.Module, cfg: PretrainConfig) -> torch.optim.AdamW:
+    """AdamW; weight decay on matrices only (not norms)."""
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    other = [p for p in model.parameters() if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": other, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95), eps=1e-8, fused=True)
+
+
+def train_step(model: Llama, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+               lr: float, grad_clip: float, autocast: str) -> float:
+    """One optimisation step on a batch; returns the loss."""
+    for group in opt.param_groups:
+        group["lr"] = lr
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast == "bfloat16"):
+        loss = model.loss(x, y)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    opt.step()
+    return float(loss.detach())
+
+
+def _rng_state() -> dict:
+    return {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+
+
+def pretrain(cfg: PretrainConfig, progress: bool = True) -> dict:
+    """Run the stage; returns the summary dict (also written to ``summary.json``)."""
+    from tqdm.auto import tqdm
+
+    run = make_run_dir(cfg.runs_dir, cfg.name)
+    save_config(cfg, run / "config.yaml")
+    tokenizer = CharTokenizer()
+    cfg.model.vocab_size = tokenizer.vocab_size
+    mixture = build_mixture(cfg.mixture, cfg.template, get_task)
+    ckpt_dir = run / "checkpoint"
+    start, elapsed_before = 0, 0.0
+    torch.manual_seed(cfg.seed)
+    model = Llama(cfg.model)
+    opt = make_optimizer(model, cfg)
+    if cfg.resume and _has_checkpoint(ckpt_dir):
+        model, _, state = load_checkpoint(ckpt_dir)
+        opt = make_optimizer(model, cfg)
+        opt.load_state_dict(state["optimizer"])
+        _set_rng_state(state["rng"])
+        start, elapsed_before = state["step"], state["elapsed_s"]
+    elif not cfg.resume and (run / "train_log.jsonl").exists():
+        (run / "train_log.jsonl").unlink()
+    model.train()
+    eval_task = get_task(cfg.eval.task)
+    quick_problems = eval_task.generate(64, seed=cfg.eval.seed + 1, split=cfg.eval.split, **cfg.eval.generate)
+    total = cfg.max_steps
+    t0 = time.perf_counter() - elapsed_before
+    bar = tqdm(range(start, total), initial=start, total=total, desc=f"pretrain {cfg.name}",
+               disable=not progress, dynamic_ncols=True)
+    tokens_per_step = cfg.batch_size * cfg.seq_len
+    window_t, window_steps, step = time.perf_counter(), 0, start
+    for step in bar:
+        if cfg.time_budget_s > 0 and step > cfg.warmup_steps:
+            # Re-plan the schedule so the cosine ends when the wall budget does.
+            per_step = (time.perf_counter() - t0) / max(1, step)
+            total = min(cfg.max_steps, step + max(0, int((cfg.time_budget_s - (time.perf_counter() - t0)) / per_step)))
+            bar.total = total
+            if step >= total:
+                break
+        x, y = packed_batch(mixture, tokenizer.encode, tokenizer.eos_id, cfg.batch_size, cfg.seq_len, cfg.seed, step,
+                            tokenizer.pad_id, cfg.loss_on_prompt)
+        lr = lr_at(step, cfg, total)
+        loss = train_step(model, opt, x, y, lr, cfg.grad_clip, cfg.autocast)
+        window_steps += 1
+        if (step + 1) % cfg.log_every == 0 or step + 1 == total:
+            now = time.perf_counter()
+            tok_s = window_steps * tokens_per_step / (now - window_t)
+            window_t, window_steps = now, 0
+            append_jsonl(run / "train_log.jsonl", {"step": step + 1, "loss": loss, "lr": lr, "tokens_per_s": tok_s,
+                                                   "elapsed_s": now - t0})
+            bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tok_s:,.0f}")
+        if cfg.eval_every > 0 and (step + 1) % cfg.eval_every == 0:
+            acc = greedy_accuracy(model, tokenizer, eval_task, quick_problems, cfg.eval.template,
+                                  cfg.eval.max_new_tokens)
+            append_jsonl(run / "train_log.jsonl", {"step": step + 1, "heldout_greedy_acc": acc,
+                                                   "elapsed_s": time.perf_counter() - t0})
+            bar.write(f"step {step + 1}: held-out greedy accuracy {acc:.3f}")
+        if (step + 1) % cfg.ckpt_every == 0:
+            _save(ckpt_dir, model, tokenizer, opt, step + 1, time.perf_counter() - t0, cfg)
+    bar.close()
+    steps_done = step + 1 if total > start else start
+    train_s = time.perf_counter() - t0
+    _save(ckpt_dir, model, tokenizer, opt, steps_done, train_s, cfg)
+    save_checkpoint(run / "model", model, tokenizer)
+    _plot_loss(run)
+    eval_summary = evaluate(cfg.eval, model=model, tokenizer=tokenizer, run_dir=run, progress=progress)
+    summary = {"stage": "pretrain", "steps": steps_done, "train_seconds": round(train_s, 1),
+               "params": model.num_params(), "tokens_seen": steps_done * tokens_per_step,
+               "eval": eval_summary, **run_metadata(cfg.seed)}
+    atomic_write_json(run / "summary.json", summary)
+    return summary
+
+
+def _has_checkpoint(path) -> bool:
+    try:
+        resolve_checkpoint(path)
+        return True
+    except FileNotFoundError:
+        return False
+
+
+def _save(path, model, tokenizer, opt, step, elapsed, cfg) -> None:
+    state = {"step": step, "elapsed_s": elapsed, "optimizer": opt.state_dict(), "rng": _rng_state(),
+             "config": config_to_dict(cfg)}
+    save_checkpoint(path, model, tokenizer, trainer_state=state)
+
+
+def _plot_loss(run) -> None:
+    from reasonlab.eval.plots import plot_curves
+    from reasonlab.io import read_jsonl
+
+    log = read_jsonl(run / "train_log.jsonl") if (run / "train_log.jsonl").exists() else []
+    losses = [r for r in log if "loss" in r]
+    if losses:
+        plot_curves({"train loss": ([r["step"] for r in losses], [r["loss"] for r in losses])}, run / "loss.png",
+                    xlabel="step", ylabel="loss")

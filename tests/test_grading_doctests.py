@@ -1,0 +1,14 @@
+import doctest
+import importlib
+
+import pytest
+
+MODULES = ["reasonlab.grading.numeric", "reasonlab.grading.extract", "reasonlab.grading.expr",
+           "reasonlab.grading.symbolic", "reasonlab.grading.worker", "reasonlab.tasks",
+           "reasonlab.tasks.base", "reasonlab.tasks.prompts"]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_doctests(name):
+    result = doctest.testmod(importlib.import_module(name))
+    assert result.failed == 0
