@@ -45,7 +45,7 @@ def test_pretrain_eval_sample_end_to_end(tmp_path):
     common = [f"--runs_dir={tmp_path}", "--name=t", "--model.d_model=32", "--model.n_layers=1",
               "--model.n_heads=2", "--model.n_kv_heads=1", "--model.d_ff=64", "--batch_size=2",
               "--seq_len=128", "--ckpt_every=2", "--eval.limit=3", "--eval.n=4", "--eval.ks=[1,2,4]",
-              "--eval.max_new_tokens=16", "--time_budget_s=0", "--warmup_steps=1"]
+              "--eval.max_new_tokens=16", "--time_budget_s=0", "--warmup_steps=1", "--log_every=1"]
     assert main(["pretrain", "--recipe=recipes/tiny.yaml", "--max_steps=3", *common]) == 0
     run = tmp_path / "t"
     summary = json.loads((run / "summary.json").read_text())
@@ -56,9 +56,21 @@ def test_pretrain_eval_sample_end_to_end(tmp_path):
     # resume continues from the checkpoint instead of starting over
     assert main(["pretrain", "--recipe=recipes/tiny.yaml", "--max_steps=5", "--resume=true", *common]) == 0
     log = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in log][-2:] == [4, 5]
+    assert [r["step"] for r in log] == [1, 2, 3, 4, 5]          # steps 1-3 were not redone
     assert main(["eval", f"--model={run / 'model'}", f"--runs_dir={tmp_path}", "--name=e", "--limit=2",
                  "--n=2", "--ks=[1,2]", "--max_new_tokens=8"]) == 0
     assert json.loads((tmp_path / "e" / "summary.json").read_text())["metrics"]["n_problems"] == 2
     out = run_cli("sample", f"--model={run / 'model'}", "--limit=1", "--n=1", "--max_new_tokens=8", "--json")
     assert out.returncode == 0 and "completion" in json.loads(out.stdout.splitlines()[0])
+
+
+@pytest.mark.parametrize("what", ["sampler", "train"])
+def test_bench_prints_one_json_line_last(what):
+    pytest.importorskip("transformers")
+    out = run_cli("bench", what, "--json", "--prompts=4", "--new_tokens=4", "--batch_size=2", "--seq_len=16",
+                  "--steps=1", "--repeats=1", "--model_cfg.d_model=32", "--model_cfg.n_layers=1",
+                  "--model_cfg.n_heads=2", "--model_cfg.n_kv_heads=2", "--model_cfg.d_ff=64")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["bench"] == what and result["ratio"] > 0
+    assert {"ours_tokens_per_s", "hf_fp32_tokens_per_s", "hf_bf16_tokens_per_s"} <= set(result)

@@ -29,6 +29,7 @@ class BenchConfig:
     model: str = ""                       # checkpoint dir; empty: fresh weights of `model_cfg`
     model_cfg: LlamaConfig = field(default_factory=LlamaConfig)
     prompts: int = 256
+    n: int = 1                            # samples per prompt (both sides share the prompt work)
     new_tokens: int = 64
     temperature: float = 1.0
     top_k: int = 0
@@ -95,3 +96,15 @@ def alternate(sides: dict, repeats: int) -> dict:
             work[name] = fn()
             times[name].append(time.perf_counter() - t0)
     return {name: (work[name], statistics.median(ts)) for name, ts in times.items()}
+
+
+def race(sides: dict, repeats: int) -> dict:
+    """Warm up each side once, time them interleaved, and report tokens/s per side and the
+    ratio of ``ours`` to the fastest other side."""
+    for fn in sides.values():            # warm-up (allocators, kernels) outside the timing
+        fn()
+    rate = {name: work / secs for name, (work, secs) in alternate(sides, repeats).items()}
+    best = max(v for k, v in rate.items() if k != "ours")
+    out = {f"{name}_tokens_per_s": round(v, 1) for name, v in rate.items()}
+    out.update(hf_tokens_per_s=round(best, 1), ratio=round(rate["ours"] / best, 2))
+    return out

@@ -1,7 +1,7 @@
 """Sampler throughput: our KV-cache engine against ``transformers`` ``model.generate``.
 
-Both sides decode the same left-padded batch (``prompts`` arith problems in the R1 template)
-for exactly ``new_tokens`` tokens at temperature ``T`` with top-k off (EOS disabled on both
+Both sides decode the same left-padded batch (``prompts`` arith problems in the R1 template,
+``n`` samples each) for exactly ``new_tokens`` tokens at temperature ``T`` with top-k off (EOS disabled on both
 sides, so both do the same amount of work). transformers runs in the checkpoint's dtype
 (fp32, its default) and in bf16; the ratio is taken against the faster of the two.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from reasonlab.bench.common import BenchConfig, alternate, load_or_init, to_transformers
+from reasonlab.bench.common import BenchConfig, load_or_init, race, to_transformers
 
 
 def bench_prompts(tokenizer, count: int, seed: int) -> list[list[int]]:
@@ -31,13 +31,14 @@ def bench_sampler(cfg: BenchConfig) -> dict:
     ids, valid = left_pad(prompts, tokenizer.pad_id)
     dtype = {"bfloat16": torch.bfloat16, "float32": None}[cfg.dtype]
     runner = LlamaRunner(model, dtype=dtype)
-    scfg = SamplingConfig(n=1, max_new_tokens=cfg.new_tokens, temperature=cfg.temperature, top_k=cfg.top_k,
+    scfg = SamplingConfig(n=cfg.n, max_new_tokens=cfg.new_tokens, temperature=cfg.temperature, top_k=cfg.top_k,
                           seed=cfg.seed)
     hf32 = to_transformers(model, tokenizer).eval()
     hf16 = to_transformers(model, tokenizer).to(torch.bfloat16).eval()
     gen = GenerationConfig(do_sample=cfg.temperature > 0, temperature=cfg.temperature or 1.0, top_k=cfg.top_k,
                            top_p=1.0, max_new_tokens=cfg.new_tokens, min_new_tokens=0,
-                           pad_token_id=tokenizer.pad_id, eos_token_id=None, bos_token_id=None)
+                           pad_token_id=tokenizer.pad_id, eos_token_id=None, bos_token_id=None,
+                           num_return_sequences=cfg.n)
 
     def ours() -> int:
         batch = sample(runner, prompts, scfg, eos_id=-1, pad_id=tokenizer.pad_id)
@@ -46,21 +47,12 @@ def bench_sampler(cfg: BenchConfig) -> dict:
     def theirs(hf) -> int:
         with torch.inference_mode():
             out = hf.generate(input_ids=ids, attention_mask=valid.long(), generation_config=gen)
-        return (out.shape[1] - ids.shape[1]) * ids.shape[0]
+        return (out.shape[1] - ids.shape[1]) * out.shape[0]
 
     sides = {"ours": ours, "hf_fp32": lambda: theirs(hf32), "hf_bf16": lambda: theirs(hf16)}
-    for fn in sides.values():            # warm-up (allocators, kernels) outside the timing
-        fn()
-    timed = alternate(sides, cfg.repeats)
-    rate = {name: work / secs for name, (work, secs) in timed.items()}
-    best_hf = max(rate["hf_fp32"], rate["hf_bf16"])
     return {
-        "params": model.num_params(), "prompts": len(prompts), "new_tokens": cfg.new_tokens,
+        "params": model.num_params(), "prompts": len(prompts), "n": cfg.n, "new_tokens": cfg.new_tokens,
         "mean_prompt_tokens": round(sum(map(len, prompts)) / len(prompts), 1),
         "engine_dtype": cfg.dtype, "threads": torch.get_num_threads(),
-        "engine_tokens_per_s": round(rate["ours"], 1),
-        "hf_fp32_tokens_per_s": round(rate["hf_fp32"], 1),
-        "hf_bf16_tokens_per_s": round(rate["hf_bf16"], 1),
-        "hf_tokens_per_s": round(best_hf, 1),
-        "ratio": round(rate["ours"] / best_hf, 2),
+        **race(sides, cfg.repeats),
     }

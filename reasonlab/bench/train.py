@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from reasonlab.bench.common import BenchConfig, alternate, load_or_init, to_transformers
+from reasonlab.bench.common import BenchConfig, load_or_init, race, to_transformers
 
 
 def bench_train(cfg: BenchConfig) -> dict:
@@ -45,17 +45,8 @@ def bench_train(cfg: BenchConfig) -> dict:
         return run
 
     sides = {"ours": ours, "hf_fp32": hf_side(hf32, False), "hf_bf16": hf_side(hf16, True)}
-    for fn in sides.values():
-        fn()
-    timed = alternate(sides, cfg.repeats)
-    rate = {name: work / secs for name, (work, secs) in timed.items()}
-    best_hf = max(rate["hf_fp32"], rate["hf_bf16"])
     return {
         "params": model.num_params(), "batch_size": cfg.batch_size, "seq_len": cfg.seq_len,
         "ours_dtype": cfg.dtype, "threads": torch.get_num_threads(),
-        "ours_tokens_per_s": round(rate["ours"], 1),
-        "hf_fp32_tokens_per_s": round(rate["hf_fp32"], 1),
-        "hf_bf16_tokens_per_s": round(rate["hf_bf16"], 1),
-        "hf_tokens_per_s": round(best_hf, 1),
-        "ratio": round(rate["ours"] / best_hf, 2),
+        **race(sides, cfg.repeats),
     }

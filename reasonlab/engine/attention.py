@@ -32,6 +32,8 @@ class Segment:
 
     @classmethod
     def build(cls, k, v, valid, group) -> "Segment":
+        k = [t.contiguous() for t in k]        # a strided view would be copied at every step
+        v = [t.contiguous() for t in v]
         table, slot = group_table(group, valid.shape[0])
         uniform = table.numel() == group.numel() and bool((table.flatten() == torch.arange(group.numel())).all())
         row_mask = None if bool(valid.all()) else valid[group][:, None, None, None, :]

@@ -1,25 +1,47 @@
 """Loading task data: local jsonl files and (lazily) Hugging Face hub datasets."""
 from __future__ import annotations
 
-import json
-from pathlib import Path
+import random
+
+from reasonlab.io import read_jsonl
+from reasonlab.tasks.base import check_split
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    """Records of a jsonl file; ValueError naming the file and line for a bad line."""
-    records = []
-    with open(path, encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from exc
-            if not isinstance(record, dict):
-                raise ValueError(f"{path}:{lineno}: expected a JSON object")
-            records.append(record)
-    return records
+class DatasetRows:
+    """Rows of a fixed dataset (GSM8K, MATH) from ``path`` (one jsonl), ``data_dir``
+    (``{split}.jsonl``) or the hub. Subclasses set ``self.path``, ``self.data_dir`` and
+    ``self._rows = {}`` and provide ``to_row(record, split, index)`` and
+    ``hub_records(split)``."""
+
+    def _records(self, split: str) -> list[dict]:
+        if self.path is not None:
+            return read_jsonl(self.path)
+        if self.data_dir is not None:
+            return read_jsonl(self.data_dir / f"{split}.jsonl")
+        return self.hub_records(split)
+
+    def rows(self, split: str = "test") -> list[dict]:
+        """All rows of ``split`` in file order (loaded once per task instance)."""
+        check_split(split)
+        if split not in self._rows:
+            where = self.path or self.data_dir or self.name
+            rows = []
+            for i, record in enumerate(self._records(split)):
+                try:
+                    rows.append(self.to_row(record, split, i))
+                except (KeyError, TypeError, ValueError) as exc:
+                    raise ValueError(f"{where} ({split}) record {i + 1}: {exc}") from exc
+            self._rows[split] = rows
+        return self._rows[split]
+
+    def generate(self, n: int | None, seed: int, split: str = "train", **difficulty) -> list[dict]:
+        """``n`` rows of ``split`` (a seeded subset in file order; all rows if n is None)."""
+        self._check_difficulty(difficulty)
+        rows = self.rows(split)
+        if n is None or n >= len(rows):
+            return list(rows)
+        picked = sorted(random.Random(f"{self.name}:{split}:{seed}").sample(range(len(rows)), n))
+        return [rows[i] for i in picked]
 
 
 def load_hub(hub_id: str, config: str | None, split: str) -> list[dict]:

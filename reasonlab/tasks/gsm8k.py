@@ -14,8 +14,8 @@ import re
 from pathlib import Path
 
 from reasonlab.grading.extract import hash_answer
-from reasonlab.tasks.base import Task, check_split, r1_completion
-from reasonlab.tasks.data import load_hub, read_jsonl
+from reasonlab.tasks.base import Task, r1_completion
+from reasonlab.tasks.data import DatasetRows, load_hub
 
 HUB_ID = ("openai/gsm8k", "main")
 _CALC_RE = re.compile(r"<<[^<>]*>>")
@@ -42,7 +42,7 @@ def clean_solution(solution: str) -> str:
     return "\n".join(lines).strip()
 
 
-class GSM8KTask(Task):
+class GSM8KTask(DatasetRows, Task):
     """GSM8K. ``path`` (one jsonl, any split) or ``data_dir`` (``{split}.jsonl``) or the hub."""
 
     name = "gsm8k"
@@ -53,35 +53,10 @@ class GSM8KTask(Task):
         self.data_dir = Path(data_dir) if data_dir is not None else None
         self._rows: dict[str, list[dict]] = {}
 
-    def _records(self, split: str) -> list[dict]:
-        if self.path is not None:
-            return read_jsonl(self.path)
-        if self.data_dir is not None:
-            return read_jsonl(self.data_dir / f"{split}.jsonl")
+    to_row = staticmethod(to_row)
+
+    def hub_records(self, split: str) -> list[dict]:
         return load_hub(HUB_ID[0], HUB_ID[1], split)
-
-    def rows(self, split: str = "test") -> list[dict]:
-        """All rows of ``split`` in file order (loaded once per task instance)."""
-        check_split(split)
-        if split not in self._rows:
-            where = self.path or self.data_dir or HUB_ID[0]
-            rows = []
-            for i, record in enumerate(self._records(split)):
-                try:
-                    rows.append(to_row(record, split, i))
-                except (KeyError, TypeError, ValueError) as exc:
-                    raise ValueError(f"{where} ({split}) record {i + 1}: {exc}") from exc
-            self._rows[split] = rows
-        return self._rows[split]
-
-    def generate(self, n: int | None, seed: int, split: str = "train", **difficulty) -> list[dict]:
-        """``n`` rows of ``split`` (a seeded subset in file order; all rows if n is None)."""
-        self._check_difficulty(difficulty)
-        rows = self.rows(split)
-        if n is None or n >= len(rows):
-            return list(rows)
-        picked = sorted(random.Random(f"gsm8k:{split}:{seed}").sample(range(len(rows)), n))
-        return [rows[i] for i in picked]
 
     def trace(self, example: dict, rng: random.Random, **opts) -> str:
         """The reference solution in R1 format (for SFT / distillation warm-starts)."""

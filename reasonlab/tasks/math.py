@@ -21,8 +21,8 @@ from reasonlab.grading.extract import last_boxed, scan_tags
 from reasonlab.grading.numeric import format_fraction, parse_number
 from reasonlab.grading.symbolic import math_equal, normalize_latex, require_math_verify
 from reasonlab.grading.worker import TIMEOUT, LazyOnce, WorkerError, WorkerPool
-from reasonlab.tasks.base import Task, Verdict, check_split, r1_completion
-from reasonlab.tasks.data import load_hub, read_jsonl
+from reasonlab.tasks.base import Task, Verdict, r1_completion
+from reasonlab.tasks.data import DatasetRows, load_hub
 
 SUBJECTS = ("algebra", "counting_and_probability", "geometry", "intermediate_algebra",
             "number_theory", "prealgebra", "precalculus")
@@ -93,7 +93,7 @@ def _bounded(answer: str) -> tuple[str | None, str]:
     return answer, "ok"
 
 
-class MathTask(Task):
+class MathTask(DatasetRows, Task):
     """MATH. ``timeout`` (s) bounds each symbolic check; ``workers`` checks may run at once.
 
     ``equal_fn(gold, pred) -> bool`` is the (picklable, top-level) equivalence run in the
@@ -127,35 +127,12 @@ class MathTask(Task):
         self.__dict__.update(state)
         self._pool = self._pool_holder()
 
-    def _records(self, split: str) -> list[dict]:
-        if self.path is not None:
-            return read_jsonl(self.path)
-        if self.data_dir is not None:
-            return read_jsonl(self.data_dir / f"{split}.jsonl")
+    to_row = staticmethod(to_row)
+
+    def hub_records(self, split: str) -> list[dict]:
         return [r for hub_id, config, hub_split in HUB_SOURCES[split]
                 for r in load_hub(hub_id, config, hub_split)]
 
-    def rows(self, split: str = "test") -> list[dict]:
-        """All rows of ``split`` in file order (loaded once per task instance)."""
-        check_split(split)
-        if split not in self._rows:
-            rows = []
-            for i, record in enumerate(self._records(split)):
-                try:
-                    rows.append(to_row(record, split, i))
-                except (KeyError, TypeError, ValueError) as exc:
-                    raise ValueError(f"math ({split}) record {i + 1}: {exc}") from exc
-            self._rows[split] = rows
-        return self._rows[split]
-
-    def generate(self, n: int | None, seed: int, split: str = "train", **difficulty) -> list[dict]:
-        """``n`` rows of ``split`` (a seeded subset in file order; all rows if n is None)."""
-        self._check_difficulty(difficulty)
-        rows = self.rows(split)
-        if n is None or n >= len(rows):
-            return list(rows)
-        picked = sorted(random.Random(f"math:{split}:{seed}").sample(range(len(rows)), n))
-        return [rows[i] for i in picked]
 
     def _verify(self, example: dict, completion: str) -> Verdict:
         pred, reason = extract_math_answer(completion)
