@@ -126,16 +126,22 @@ def evaluate(cfg: EvalConfig, model=None, tokenizer=None, run_dir=None, progress
     dtype = {"bfloat16": torch.bfloat16, "float32": None}[cfg.dtype]
     runner = LlamaRunner(model, dtype=dtype)
     t0, policy_tokens = time.perf_counter(), 0
-    todo = [p for p in problems if p["id"] not in done]
-    bar = tqdm(total=len(problems), initial=len(problems) - len(todo), desc=f"eval {cfg.task}",
-               disable=not progress, dynamic_ncols=True)
-    for start in range(0, len(todo), cfg.prompts_per_batch):
-        chunk = todo[start: start + cfg.prompts_per_batch]
+    n_done = sum(p["id"] in done for p in problems)
+    bar = tqdm(total=len(problems), initial=n_done, desc=f"eval {cfg.task}", disable=not progress,
+               dynamic_ncols=True)
+    # Chunks are fixed on the full problem list and seeded by their position, so a resumed run
+    # draws exactly the samples an uninterrupted run would have drawn.
+    for start in range(0, len(problems), cfg.prompts_per_batch):
+        chunk = problems[start: start + cfg.prompts_per_batch]
+        if all(p["id"] in done for p in chunk):
+            continue
         prompts = [tokenizer.encode(task.format_prompt(p, cfg.template)) for p in chunk]
         scfg = SamplingConfig(n=cfg.n, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
                               top_p=cfg.top_p, top_k=cfg.top_k, seed=cfg.seed + start)
         batch = sample(runner, prompts, scfg, eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id)
         for i, example in enumerate(chunk):
+            if example["id"] in done:
+                continue
             rows = range(i * cfg.n, (i + 1) * cfg.n)
             texts = [tokenizer.decode(batch.completion_ids[r]) for r in rows]
             lengths = [len(batch.completion_ids[r]) for r in rows]
@@ -146,7 +152,7 @@ def evaluate(cfg: EvalConfig, model=None, tokenizer=None, run_dir=None, progress
                    **score_completions(task, example, texts)}
             append_jsonl(results_path, row)
             done[row["id"]] = row
-        bar.update(len(chunk))
+            bar.update(1)
     bar.close()
     rows = [done[p["id"]] for p in problems]
     ks = sorted({k for k in cfg.ks if k <= cfg.n} | {1})
