@@ -51,11 +51,16 @@ def main(argv: list[str] | None = None) -> int:
     from reasonlab.config import ConfigError, load_config, parse_overrides
     from reasonlab.io import DataError
 
+    user_errors = (ConfigError, DataError, FileNotFoundError)
+    if command != "bench":
+        from reasonlab.engine.protocol import ContextTooLong
+        user_errors += (ContextTooLong,)
+
     try:
         recipe, overrides = parse_overrides(rest)
         cfg = load_config(_load(COMMANDS[command][0]), recipe, overrides)
         result = _load(COMMANDS[command][1])(cfg)
-    except (ConfigError, DataError, FileNotFoundError) as err:
+    except user_errors as err:
         if os.environ.get("REASONLAB_DEBUG"):
             raise
         print(f"reasonlab {command}: error: {err}", file=sys.stderr)

@@ -147,5 +147,5 @@ def test_sampling_matches_distribution():
 
 def test_prompt_too_long_is_a_clear_error():
     runner = LlamaRunner(tiny())
-    with pytest.raises(ValueError, match="max_seq_len"):
+    with pytest.raises(ValueError, match="exceeds the model's context of 128 tokens"):
         sample(runner, [[3] * 120], SamplingConfig(max_new_tokens=20), eos_id=EOS)

@@ -21,6 +21,10 @@ from typing import Any, Protocol
 import torch
 
 
+class ContextTooLong(ValueError):
+    """A prompt plus the tokens to generate does not fit the model's context window."""
+
+
 class CausalLM(Protocol):
     vocab_size: int
     tokens_encoded: int

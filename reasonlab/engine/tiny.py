@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from reasonlab.engine.attention import Segment, attend
+from reasonlab.engine.protocol import ContextTooLong
 from reasonlab.models.llama import Llama, apply_rope, rms_norm, rope_tables
 
 MIN_SHARED_PREFIX = 8
@@ -121,8 +122,9 @@ class LlamaRunner:
         valid = valid.bool()
         lengths = valid.sum(1)
         if int(lengths.max()) + max_new > cfg.max_seq_len:
-            raise ValueError(f"prompt length {int(lengths.max())} + max_new_tokens {max_new} "
-                             f"> max_seq_len {cfg.max_seq_len}")
+            raise ContextTooLong(f"a prompt of {int(lengths.max())} tokens + max_new_tokens {max_new} exceeds "
+                                 f"the model's context of {cfg.max_seq_len} tokens; lower --max_new_tokens "
+                                 "or use shorter problems")
         self.tokens_encoded += int(lengths.sum())
         rows = torch.arange(p).repeat_interleave(copies)
         segments, prefix = [], None
