@@ -30,12 +30,13 @@ class BenchConfig:
     model_cfg: LlamaConfig = field(default_factory=LlamaConfig)
     prompts: int = 256
     n: int = 1                            # samples per prompt (both sides share the prompt work)
+    workers: int = 0                      # sampler processes; 0: one per CPU core
     new_tokens: int = 64
     temperature: float = 1.0
     top_k: int = 0
     dtype: str = "bfloat16"               # our engine's / trainer's compute dtype
-    batch_size: int = 32                  # train bench shape
-    seq_len: int = 512
+    batch_size: int = 24                  # train bench shape (the tiny recipe's)
+    seq_len: int = 256
     steps: int = 8                        # measured train steps per round
     repeats: int = 3
     seed: int = 0

@@ -3,7 +3,9 @@
 Both sides decode the same left-padded batch (``prompts`` arith problems in the R1 template,
 ``n`` samples each) for exactly ``new_tokens`` tokens at temperature ``T`` with top-k off (EOS disabled on both
 sides, so both do the same amount of work). transformers runs in the checkpoint's dtype
-(fp32, its default) and in bf16; the ratio is taken against the faster of the two.
+(fp32, its default) and in bf16, with torch's intra-op threads on every core; the ratio is taken
+against the faster of the two. Our engine runs one single-threaded worker process per core
+(``engine.parallel``), which is how it uses a multi-core CPU.
 """
 from __future__ import annotations
 
@@ -23,14 +25,16 @@ def bench_prompts(tokenizer, count: int, seed: int) -> list[list[int]]:
 def bench_sampler(cfg: BenchConfig) -> dict:
     from transformers import GenerationConfig
 
-    from reasonlab.engine.sampler import SamplingConfig, left_pad, sample
-    from reasonlab.engine.tiny import LlamaRunner
+    import os
+
+    from reasonlab.engine.parallel import ParallelSampler
+    from reasonlab.engine.sampler import SamplingConfig, left_pad
 
     model, tokenizer = load_or_init(cfg)
     prompts = bench_prompts(tokenizer, cfg.prompts, cfg.seed)
     ids, valid = left_pad(prompts, tokenizer.pad_id)
     dtype = {"bfloat16": torch.bfloat16, "float32": None}[cfg.dtype]
-    runner = LlamaRunner(model, dtype=dtype)
+    workers = cfg.workers or os.cpu_count() or 1
     scfg = SamplingConfig(n=cfg.n, max_new_tokens=cfg.new_tokens, temperature=cfg.temperature, top_k=cfg.top_k,
                           seed=cfg.seed)
     hf32 = to_transformers(model, tokenizer).eval()
@@ -40,8 +44,10 @@ def bench_sampler(cfg: BenchConfig) -> dict:
                            pad_token_id=tokenizer.pad_id, eos_token_id=None, bos_token_id=None,
                            num_return_sequences=cfg.n)
 
+    pool = ParallelSampler(model, workers, dtype)
+
     def ours() -> int:
-        batch = sample(runner, prompts, scfg, eos_id=-1, pad_id=tokenizer.pad_id)
+        batch = pool.sample(prompts, scfg, eos_id=-1, pad_id=tokenizer.pad_id)
         return sum(len(c) for c in batch.completion_ids)
 
     def theirs(hf) -> int:
@@ -50,9 +56,13 @@ def bench_sampler(cfg: BenchConfig) -> dict:
         return (out.shape[1] - ids.shape[1]) * out.shape[0]
 
     sides = {"ours": ours, "hf_fp32": lambda: theirs(hf32), "hf_bf16": lambda: theirs(hf16)}
+    try:
+        timing = race(sides, cfg.repeats)
+    finally:
+        pool.close()
     return {
         "params": model.num_params(), "prompts": len(prompts), "n": cfg.n, "new_tokens": cfg.new_tokens,
         "mean_prompt_tokens": round(sum(map(len, prompts)) / len(prompts), 1),
-        "engine_dtype": cfg.dtype, "threads": torch.get_num_threads(),
-        **race(sides, cfg.repeats),
+        "engine_dtype": cfg.dtype, "engine_workers": workers, "hf_threads": torch.get_num_threads(),
+        **timing,
     }

@@ -78,8 +78,12 @@ def next_tokens(logits: torch.Tensor, temperature: float, top_k: int, top_p: flo
         logp = torch.log_softmax(logits, -1)
         tok = logits.argmax(-1)
         return tok, logp.gather(1, tok[:, None])[:, 0]
-    scaled = logits / temperature
+    scaled = logits if temperature == 1.0 else logits / temperature
     logp = torch.log_softmax(scaled, -1)
+    if top_k <= 0 and top_p >= 1.0:                    # plain sampling: probs are exp(logp)
+        noise = torch.empty_like(logp).exponential_(generator=gen)
+        tok = (logp.exp() / noise).argmax(-1)
+        return tok, logp.gather(1, tok[:, None])[:, 0]
     filtered = scaled
     if 0 < top_k < scaled.shape[-1]:
         kth = torch.topk(scaled, top_k, dim=-1).values[:, -1:]

@@ -49,13 +49,14 @@ def shared_prefix_length(ids: torch.Tensor, valid: torch.Tensor) -> int:
 class LlamaRunner:
     """Runs a ``Llama`` for sampling, optionally in a lower-precision copy (``dtype``)."""
 
-    def __init__(self, model: Llama, dtype: torch.dtype | None = None):
+    def __init__(self, model: Llama, dtype: torch.dtype | None = None, merge_prefix_below: int = 64):
         self.model = model if dtype is None else _cast_copy(model, dtype)
         self.model.eval()
         self.cfg = model.cfg
         self.vocab_size = model.cfg.vocab_size
         self.dtype = next(self.model.parameters()).dtype
         self.scale = 1.0 / math.sqrt(self.cfg.head_dim)
+        self.merge_prefix_below = merge_prefix_below
         self.tokens_encoded = 0
         cos, sin = rope_tables(torch.arange(self.cfg.max_seq_len), self.cfg.head_dim, self.cfg.rope_theta)
         self.cos, self.sin = cos.to(self.dtype), sin.to(self.dtype)    # (max_seq_len, E)
@@ -148,6 +149,13 @@ class LlamaRunner:
             mask = torch.cat([torch.ones(p, t, c, dtype=torch.bool), mask], 2)
         x, ks, vs = self._encode(m.embed(ids), pos, prefix, mask[:, None])
         logits = self._logits(x[:, -1])[rows]
+        if prefix is not None and c <= self.merge_prefix_below:
+            # A short common prefix is cheaper to read as part of every prompt's segment than
+            # as a segment of its own (two fewer matmuls per layer and step).
+            ks = [torch.cat([pk.expand(p, -1, -1, -1), k], 2) for (pk, _), k in zip(prefix, ks)]
+            vs = [torch.cat([pv.expand(p, -1, -1, -1), v], 2) for (_, pv), v in zip(prefix, vs)]
+            valid = torch.cat([torch.ones(p, c, dtype=torch.bool), valid], 1)
+            segments = []
         segments.append(Segment.build(ks, vs, valid, rows))
         shape = (p * copies, cfg.n_kv_heads, max_new, cfg.head_dim)
         own_k = [torch.zeros(shape, dtype=self.dtype) for _ in m.layers]

@@ -1,0 +1,104 @@
+"""Data-parallel sampling across worker processes on one machine.
+
+Small models decode in steps of many small kernels; torch's intra-op threads barely speed those
+up (measured here: 1 thread 14.1k tokens/s, 2 threads 13.4k), and Python threads are held back
+by the GIL (17.4k). Independent processes, each with one thread and a shard of the prompts,
+use every core. Workers are spawned once and kept; the weights travel through shared memory.
+
+Sharding is by whole prompts (all ``n`` samples of a prompt stay in one worker, so prompt KV is
+still shared), and worker ``w`` samples with seed ``cfg.seed + 1_000_003 * w``: results depend
+on the number of workers, not on timing.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, replace
+
+import torch
+import torch.multiprocessing as mp
+
+from reasonlab.engine.sampler import SampleBatch, SamplingConfig, sample
+from reasonlab.models.llama import Llama, LlamaConfig
+
+SEED_STRIDE = 1_000_003
+
+
+def _worker(conn, cfg: dict, state: dict, dtype) -> None:
+    torch.set_num_threads(1)
+    from reasonlab.engine.tiny import LlamaRunner
+
+    model = Llama(LlamaConfig(**cfg))
+    model.load_state_dict(state)
+    runner = LlamaRunner(model, dtype=dtype)
+    while True:
+        job = conn.recv()
+        if job is None:
+            break
+        prompts, scfg, kwargs = job
+        try:
+            conn.send(sample(runner, prompts, scfg, **kwargs))
+        except Exception as err:  # noqa: BLE001 - any failure goes back to the caller, who raises it
+            conn.send(err)
+    conn.close()
+
+
+class ParallelSampler:
+    """``sample`` over ``workers`` processes; use as a context manager (or call ``close``)."""
+
+    def __init__(self, model: Llama, workers: int, dtype: torch.dtype | None = None):
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        ctx = mp.get_context("spawn")
+        state = {k: v.detach().clone().share_memory_() for k, v in model.state_dict().items()}
+        self.conns, self.procs = [], []
+        for _ in range(workers):
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=_worker, args=(child, asdict(model.cfg), state, dtype), daemon=True)
+            proc.start()
+            child.close()
+            self.conns.append(parent)
+            self.procs.append(proc)
+
+    def sample(self, prompts: list[list[int]], cfg: SamplingConfig, **kwargs) -> SampleBatch:
+        """Like ``engine.sampler.sample``; rows come back in prompt order."""
+        w = len(self.conns)
+        # Shards of prompts of similar length pad less (prompts are left-padded per shard).
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        bounds = [round(i * len(prompts) / w) for i in range(w + 1)]
+        jobs = [(i, order[bounds[i]: bounds[i + 1]]) for i in range(w) if bounds[i + 1] > bounds[i]]
+        for i, idx in jobs:
+            self.conns[i].send(([prompts[j] for j in idx], replace(cfg, seed=cfg.seed + SEED_STRIDE * i), kwargs))
+        parts = [(idx, self.conns[i].recv()) for i, idx in jobs]
+        for _, part in parts:
+            if isinstance(part, Exception):
+                raise part
+        rows = sorted(((idx[p], k, part, r) for idx, part in parts for r, (p, k) in
+                       enumerate(zip(part.prompt_index, range(len(part))))), key=lambda x: (x[0], x[1]))
+        return SampleBatch(
+            prompt_index=[p for p, _, _, _ in rows],
+            prompt_ids=[list(p) for p in prompts],
+            completion_ids=[part.completion_ids[r] for _, _, part, r in rows],
+            logprobs=[part.logprobs[r] for _, _, part, r in rows],
+            finish_reasons=[part.finish_reasons[r] for _, _, part, r in rows],
+        )
+
+    def close(self) -> None:
+        for conn in self.conns:
+            try:
+                conn.send(None)
+            except (BrokenPipeError, OSError):
+                pass
+        for proc in self.procs:
+            proc.join(timeout=10)
+            if proc.is_alive():
+                proc.kill()
+        self.conns, self.procs = [], []
+
+    def __enter__(self) -> "ParallelSampler":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "procs", None):
+            self.close()
