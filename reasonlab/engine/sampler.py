@@ -101,13 +101,13 @@ def next_tokens(logits: torch.Tensor, temperature: float, top_k: int, top_p: flo
     return tok, logp.gather(1, tok[:, None])[:, 0]
 
 
-def _stop_hits(out: torch.Tensor, step: int, stops: list[torch.Tensor]) -> torch.Tensor:
-    """Rows whose generated tokens ``out[:, :step+1]`` end with one of ``stops``."""
-    hit = torch.zeros(out.shape[0], dtype=torch.bool)
+def _stop_hits(tail: torch.Tensor, stops: list[torch.Tensor]) -> torch.Tensor:
+    """Rows whose last generated tokens ``tail`` (B, L) end with one of ``stops``."""
+    hit = torch.zeros(tail.shape[0], dtype=torch.bool)
     for s in stops:
         n = s.numel()
-        if n <= step + 1:
-            hit |= (out[:, step + 1 - n: step + 1] == s).all(-1)
+        if n <= tail.shape[1]:
+            hit |= (tail[:, tail.shape[1] - n:] == s).all(-1)
     return hit
 
 
@@ -124,6 +124,7 @@ def sample(model: CausalLM, prompts: list[list[int]], cfg: SamplingConfig, *, eo
     length = torch.full((total,), cfg.max_new_tokens, dtype=torch.long)
     reason = ["length"] * total
     stops = [torch.tensor(s, dtype=torch.long) for s in (stop_ids or []) if s]
+    longest_stop = max((s.numel() for s in stops), default=0)
     rows = torch.arange(total)                   # original row of every row still in the batch
     alive = torch.ones(total, dtype=torch.bool)  # per batch row: still generating
     for step in range(cfg.max_new_tokens):
@@ -133,7 +134,8 @@ def sample(model: CausalLM, prompts: list[list[int]], cfg: SamplingConfig, *, eo
         lps[live, step] = lp[alive]
         done = alive & (tok == eos_id)
         if stops:
-            stop_hit = alive & ~done & _stop_hits(out[rows], step, stops)
+            tail = out[rows, max(0, step + 1 - longest_stop): step + 1]      # only the window a stop can span
+            stop_hit = alive & ~done & _stop_hits(tail, stops)
             for r in rows[stop_hit].tolist():
                 reason[r] = "stop"
             done |= stop_hit

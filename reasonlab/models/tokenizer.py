@@ -27,7 +27,7 @@ PAD, EOS, UNK = 0, 1, 2
 DEFAULT_CHARS = "\n" + "".join(chr(c) for c in range(32, 127))
 DEFAULT_WORDS = (
     # prompt templates
-    "A", " conversation", " between", " User", " and", " Assistant", "The", " thinks", " inside",
+    " conversation", " between", " User", " and", " Assistant", "The", " thinks", " inside",
     "then", " answers", "User: ", "Assistant: ", "Question: ", "Answer:", " Let's", " think", " step",
     " by", " the", " answer", " is", "The answer is", "What is ",
     # tags

@@ -121,8 +121,9 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> dict:
     elif not cfg.resume and (run / "train_log.jsonl").exists():
         (run / "train_log.jsonl").unlink()
     model.train()
-    eval_task = get_task(cfg.eval.task)
-    quick_problems = eval_task.generate(64, seed=cfg.eval.seed + 1, split=cfg.eval.split, **cfg.eval.generate)
+    if cfg.eval_every > 0:
+        eval_task = get_task(cfg.eval.task)
+        quick_problems = eval_task.generate(64, seed=cfg.eval.seed + 1, split=cfg.eval.split, **cfg.eval.generate)
     total = cfg.max_steps
     t0 = time.perf_counter() - elapsed_before
     bar = tqdm(range(start, total), initial=start, total=total, desc=f"pretrain {cfg.name}",
