@@ -347,26 +347,38 @@ def parse_overrides(argv: list[str]) -> tuple[str | None, list[str]]:
     """Split argv into ``(recipe, overrides)``.
 
     The recipe is ``--recipe=PATH`` / ``--config=PATH`` / ``--recipe PATH`` or a positional path
-    ending in ``.yaml``/``.yml``; ``--flag`` alone means ``--flag=true``.
+    ending in ``.yaml``/``.yml``. An override is ``--key=value`` or ``--key value``; ``--flag``
+    followed by another ``--`` option (or nothing) means ``--flag=true``.
 
     >>> parse_overrides(["recipes/tiny.yaml", "--steps=5", "--compile"])
     ('recipes/tiny.yaml', ['--steps=5', '--compile=true'])
+    >>> parse_overrides(["--model", "runs/x", "--n", "4", "--resume", "--lr", "-1e-3"])
+    (None, ['--model=runs/x', '--n=4', '--resume=true', '--lr=-1e-3'])
     """
     recipe: str | None = None
     overrides: list[str] = []
-    items = iter(argv)
-    for item in items:
+    i = 0
+    while i < len(argv):
+        item = argv[i]
         name, sep, value = item.partition("=")
+        following = argv[i + 1] if i + 1 < len(argv) else None
+        takes_next = not sep and following is not None and not following.startswith("--")
         if name in ("--recipe", "--config"):
-            recipe = value if sep else next(items, None)
+            recipe = value if sep else following
             if recipe is None:
                 raise ConfigError(f"{item}: expected a path, e.g. {item}=recipes/tiny.yaml")
-        elif not sep and item.endswith((".yaml", ".yml")) and not item.startswith("-"):
+            i += 1 if sep else 2
+            continue
+        if not sep and item.endswith((".yaml", ".yml")) and not item.startswith("-"):
             recipe = item
-        elif sep or (item.startswith("--") and len(item) > 2):
-            overrides.append(item if sep else f"{item}=true")
+        elif sep:
+            overrides.append(item)
+        elif item.startswith("--") and len(item) > 2:
+            overrides.append(f"{item}={following}" if takes_next else f"{item}=true")
+            i += 1 if takes_next else 0
         else:
-            raise ConfigError(f"unexpected argument {item!r}; overrides look like --key=value")
+            raise ConfigError(f"unexpected argument {item!r}; overrides look like --key=value or --key value")
+        i += 1
     return recipe, overrides
 
 

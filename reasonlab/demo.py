@@ -1,21 +1,49 @@
-"""``reasonlab demo``: the main job, end to end on a CPU with no downloads.
+"""``reasonlab demo``: the main job, end to end on a CPU with no downloads — the R1 story in small.
 
-Stage 1 (this release): pretrain the tiny model on synthetic reasoning traces, evaluate it on
-held-out arith problems (pass@1, pass@k, maj@k with 95 % intervals), plot loss and accuracy
-against k, and write ``runs/<name>/results.md`` — the table the README shows.
+Stages (each a normal stage with its own recipe; the demo only chains them and writes a report):
+
+1. ``pretrain``  — the tiny base model on synthetic reasoning traces, held-out eval (recipes/tiny.yaml);
+2. ``verifiers`` — ORM and Monte-Carlo PRM value models for it (recipes/verifiers_tiny.yaml);
+3. ``sweep``     — every test-time method at matched compute, budget curves (recipes/sweep_tiny.yaml);
+4. ``grpo``      — RL with verifiable rewards from the base model (recipes/r1_zero_tiny.yaml);
+5. ``rft``       — the rejection-sampling baseline at the same sample budget (recipes/rft_tiny.yaml).
+
+Artifacts go to ``runs/<name>/`` (pretraining) and ``runs/<name>_<stage>/``; ``runs/<name>/results.md``
+holds the tables the README shows. ``--stages=[grpo,rft]`` re-runs some stages on the artifacts of
+the earlier ones; ``--quick=true`` is a one-minute smoke version of every stage.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
+
+STAGES = ("pretrain", "verifiers", "sweep", "grpo", "rft")
+
+# quick mode: tiny versions of every stage (a smoke test of the whole chain)
+QUICK = {
+    "pretrain": ["--max_steps=30", "--time_budget_s=0", "--eval.limit=20", "--eval.n=4", "--eval.ks=[1,2,4]",
+                 "--batch_size=8"],
+    "verifiers": ["--problems=24", "--samples=2", "--prm_samples=1", "--mc_k=2", "--epochs=1"],
+    "sweep": ["--limit=12", "--n_max=4", "--search_ns=[4]"],
+    # (30 pretraining steps solve nothing, so the preflight would rightly stop GRPO: skip it here)
+    "grpo": ["--steps=3", "--time_budget_s=0", "--preflight=false", "--eval_every=0", "--prompts_per_step=4", "--group_size=4",
+             "--eval_problems=12", "--eval.limit=12", "--eval.n=4", "--eval.ks=[1,2,4]"],
+    "rft": ["--rounds=1", "--prompts_per_round=12", "--samples_per_prompt=4", "--eval_problems=12",
+            "--eval.limit=12", "--eval.n=4", "--eval.ks=[1,2,4]"],
+}
+
+RECIPES = {"pretrain": "recipes/tiny.yaml", "verifiers": "recipes/verifiers_tiny.yaml",
+           "sweep": "recipes/sweep_tiny.yaml", "grpo": "recipes/r1_zero_tiny.yaml", "rft": "recipes/rft_tiny.yaml"}
 
 
 @dataclass
 class DemoConfig:
     name: str = "demo"
     runs_dir: str = "runs"
-    recipe: str = "recipes/tiny.yaml"
-    quick: bool = False             # a 1-minute smoke version (tiny budget, few problems)
+    stages: list[str] = field(default_factory=lambda: list(STAGES))
+    quick: bool = False             # a smoke version of every stage (about a minute or two)
 
 
 def find_recipe(path: str) -> Path:
@@ -29,17 +57,18 @@ def find_recipe(path: str) -> Path:
     raise FileNotFoundError(f"recipe not found: {path}")
 
 
+def _cell(m: dict, key: str) -> str:
+    lo, hi = m.get(f"{key}_ci", [None, None])
+    return f"{m[key]:.3f} [{lo:.3f}, {hi:.3f}]" if lo is not None else f"{m[key]:.3f}"
+
+
 def results_table(summary: dict) -> str:
+    """The pretraining stage's table: pass@k and maj@k of the base model."""
     m = summary["eval"]["metrics"]
     ks = [k for k in m.get("ks", []) if f"pass@{k}" in m]
-
-    def cell(key):
-        lo, hi = m.get(f"{key}_ci", [None, None])
-        return f"{m[key]:.3f} [{lo:.3f}, {hi:.3f}]" if lo is not None else f"{m[key]:.3f}"
-
     lines = ["| metric | value [95% CI] |", "|---|---|"]
-    lines += [f"| pass@{k} | {cell(f'pass@{k}')} |" for k in ks]
-    lines += [f"| maj@{k} | {cell(f'maj@{k}')} |" for k in ks if k > 1 and f"maj@{k}" in m]
+    lines += [f"| pass@{k} | {_cell(m, f'pass@{k}')} |" for k in ks]
+    lines += [f"| maj@{k} | {_cell(m, f'maj@{k}')} |" for k in ks if k > 1 and f"maj@{k}" in m]
     ratio = m[f"pass@{ks[-1]}"] / m["pass@1"] if m.get("pass@1") else float("nan")
     lines.append(f"| pass@{ks[-1]} / pass@1 | {ratio:.2f} |")
     lines.append(f"| mean response length (tokens) | {m.get('mean_length', float('nan')):.1f} |")
@@ -50,21 +79,125 @@ def results_table(summary: dict) -> str:
     return head + "\n\n" + "\n".join(lines) + "\n"
 
 
-def run_demo(cfg: DemoConfig) -> dict:
-    from reasonlab.config import load_config
-    from reasonlab.io import atomic_write_text
-    from reasonlab.train.pretrain import PretrainConfig, pretrain
+def sweep_table(summary: dict, ns: tuple[int, ...] = (4, 16, 64)) -> str:
+    """Accuracy [95% CI] of every method at a few budgets, with tokens per problem."""
+    points = {(p["method"], p["n"]): p for p in summary["points"]}
+    methods = list(dict.fromkeys(p["method"] for p in summary["points"]))
+    ns = tuple(n for n in ns if any(k[1] == n for k in points))
+    lines = ["| method | " + " | ".join(f"N={n}" for n in ns) + " |", "|---|" + "---|" * len(ns)]
+    for method in methods:
+        cells = []
+        for n in ns:
+            p = points.get((method, n))
+            cells.append("" if p is None else
+                         f"{p['accuracy']:.3f} [{p['ci'][0]:.3f}, {p['ci'][1]:.3f}] · {p['tokens']:.0f} tok")
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    bars = [f"- {name}: {b['value']:.3f} vs {b['baseline']:.3f}, difference {b['difference']:+.3f} "
+            f"[{b['ci'][0]:+.3f}, {b['ci'][1]:+.3f}] ({'holds' if b['passed'] else 'does not hold'})"
+            for name, b in summary.get("bars", {}).items()]
+    head = (f"{summary['n_problems']} held-out problems, N up to {summary['n_max']}, "
+            f"{summary['timings']['total_s']:.0f} s for the whole sweep; tokens = policy + verifier per problem.")
+    return head + "\n\n" + "\n".join(lines) + "\n\n" + "\n".join(bars) + "\n"
 
-    overrides = [f"--name={cfg.name}", f"--runs_dir={cfg.runs_dir}"]
+
+def rl_table(base: dict, runs: dict[str, dict]) -> str:
+    """Base model against the RL-trained ones on the same held-out problems."""
+    top = max(base["eval"]["metrics"]["ks"])
+    lines = [f"| model | samples | train s | pass@1 [95% CI] | maj@{top} | pass@{top} | mean length |",
+             "|---|---|---|---|---|---|---|"]
+    rows = [("base", {"eval": base["eval"], "samples": None, "train_seconds": None})] + list(runs.items())
+    for name, s in rows:
+        m = s["eval"]["metrics"]
+        samples = "" if s["samples"] is None else f"{s['samples']:,}"
+        train = "" if s["train_seconds"] is None else f"{s['train_seconds']:.0f}"
+        lines.append(f"| {name} | {samples} | {train} | {_cell(m, 'pass@1')} | {m.get(f'maj@{top}', float('nan')):.3f} "
+                     f"| {m[f'pass@{top}']:.3f} | {m['mean_length']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def _run_stage(stage: str, cfg: DemoConfig, base_model: Path) -> dict:
+    from reasonlab.config import load_config
+
+    config_cls, fn = _stage_entry(stage)
+    root = Path(cfg.runs_dir)
+    name = cfg.name if stage == "pretrain" else f"{cfg.name}_{stage}"
+    overrides = [f"--name={name}", f"--runs_dir={cfg.runs_dir}"]
+    if stage != "pretrain":
+        overrides.append(f"--model={base_model}")
+    if stage == "sweep":
+        overrides.append(f"--verifiers={root / (cfg.name + '_verifiers')}")
     if cfg.quick:
-        overrides += ["--max_steps=30", "--time_budget_s=0", "--eval.limit=20", "--eval.n=4",
-                      "--eval.ks=[1,2,4]", "--batch_size=8"]
-    pcfg = load_config(PretrainConfig, find_recipe(cfg.recipe), overrides)
-    summary = pretrain(pcfg)
-    run = Path(cfg.runs_dir) / cfg.name
-    table = results_table(summary)
-    atomic_write_text(run / "results.md", table)
-    print("\n" + table)
-    print(f"artifacts: {run}/ (summary.json, results.jsonl, loss.png, accuracy_vs_k.png, model/)")
-    summary["run_dir"] = str(run)
+        overrides += QUICK[stage]
+    return fn(load_config(config_cls, find_recipe(RECIPES[stage]), overrides))
+
+
+def _stage_entry(stage: str):
+    import importlib
+
+    spec = {"pretrain": ("reasonlab.train.pretrain", "PretrainConfig", "pretrain"),
+            "verifiers": ("reasonlab.verifiers.train", "VerifierTrainConfig", "train_verifiers"),
+            "sweep": ("reasonlab.eval.sweep", "SweepConfig", "run_sweep"),
+            "grpo": ("reasonlab.train.grpo", "GRPOConfig", "grpo"),
+            "rft": ("reasonlab.train.rft", "RFTConfig", "rft")}[stage]
+    module = importlib.import_module(spec[0])
+    return getattr(module, spec[1]), getattr(module, spec[2])
+
+
+def _load_summary(path: Path, stage: str) -> dict:
+    if not path.exists():
+        raise FileNotFoundError(f"demo: stage '{stage}' needs {path}; run it first (--stages=[{stage}, ...])")
+    return json.loads(path.read_text())
+
+
+def report(cfg: DemoConfig) -> str:
+    """``results.md`` from whatever stages have artifacts."""
+    root = Path(cfg.runs_dir)
+    parts = []
+    base_path = root / cfg.name / "summary.json"
+    if base_path.exists():
+        base = json.loads(base_path.read_text())
+        parts.append("### Base model (pretraining)\n\n" + results_table(base))
+        sweep_path = root / f"{cfg.name}_sweep" / "summary.json"
+        if sweep_path.exists():
+            parts.append("### Test-time compute on the base model\n\n" + sweep_table(json.loads(sweep_path.read_text())))
+        runs = {}
+        for stage, label in (("grpo", "GRPO"), ("rft", "rejection sampling (RFT)")):
+            path = root / f"{cfg.name}_{stage}" / "summary.json"
+            if path.exists():
+                runs[label] = json.loads(path.read_text())
+        if runs:
+            parts.append("### RL with verifiable rewards from the base model\n\n" + rl_table(base, runs))
+    return "\n".join(parts)
+
+
+def run_demo(cfg: DemoConfig) -> dict:
+    from reasonlab.config import ConfigError
+    from reasonlab.io import atomic_write_text
+
+    unknown = [s for s in cfg.stages if s not in STAGES]
+    if unknown:
+        raise ConfigError(f"demo: unknown stage(s) {unknown}; choose from {list(STAGES)}")
+    root = Path(cfg.runs_dir)
+    base_model = root / cfg.name / "model"
+    times, summary = {}, {}
+    for stage in STAGES:
+        if stage not in cfg.stages:
+            continue
+        if stage != "pretrain" and not base_model.exists():
+            raise FileNotFoundError(f"demo: stage '{stage}' needs the base model {base_model}; "
+                                    "run the pretrain stage first")
+        print(f"\n=== demo stage: {stage} ===", flush=True)
+        t0 = time.perf_counter()
+        result = _run_stage(stage, cfg, base_model)
+        times[stage] = round(time.perf_counter() - t0, 1)
+        if stage == "pretrain":
+            summary = result
+    table = report(cfg)
+    timing = "Stage wall times (s): " + ", ".join(f"{k} {v:.0f}" for k, v in times.items()) + "\n"
+    atomic_write_text(root / cfg.name / "results.md", table + "\n" + timing)
+    print("\n" + table + "\n" + timing)
+    print(f"artifacts: {root}/{cfg.name}/ and {root}/{cfg.name}_<stage>/; tables in {root}/{cfg.name}/results.md")
+    summary = dict(summary) if summary else _load_summary(root / cfg.name / "summary.json", "pretrain")
+    summary["run_dir"] = str(root / cfg.name)
+    summary["stage_seconds"] = times
     return summary

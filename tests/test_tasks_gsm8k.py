@@ -79,3 +79,19 @@ def test_hub_without_datasets_is_clear(monkeypatch):
     monkeypatch.setitem(sys.modules, "datasets", None)
     with pytest.raises(ImportError, match="reasonlab\\[hf\\]"):
         get_task("gsm8k").rows("test")
+
+
+def test_local_data_root_is_used_before_the_hub(tmp_path, monkeypatch):
+    import json
+
+    from reasonlab.tasks import get_task
+
+    root = tmp_path / "data" / "gsm8k"
+    root.mkdir(parents=True)
+    rows = [{"question": "What is 2 + 3?", "answer": "2 + 3 = 5\n#### 5"}]
+    (root / "test.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    monkeypatch.setenv("REASONLAB_DATA", str(tmp_path / "data"))
+    task = get_task("gsm8k")
+    monkeypatch.setattr(type(task), "hub_records", lambda self, split: (_ for _ in ()).throw(AssertionError("hub")))
+    got = task.rows("test")
+    assert [r["answer"] for r in got] == ["5"]

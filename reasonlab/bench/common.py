@@ -19,6 +19,7 @@ from reasonlab.models.llama import LlamaConfig
 BENCHES = {
     "sampler": "reasonlab.bench.sampler:bench_sampler",
     "train": "reasonlab.bench.train:bench_train",
+    "grpo": "reasonlab.bench.grpo:bench_grpo",
 }
 
 

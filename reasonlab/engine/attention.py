@@ -31,7 +31,7 @@ class Segment:
     row_mask: torch.Tensor | None  # (B, 1, 1, 1, Ts) bool key mask per row; None if all valid
 
     @classmethod
-    def build(cls, k, v, valid, group) -> "Segment":
+    def build(cls, k, v, valid, group) -> Segment:
         k = [t.contiguous() for t in k]        # a strided view would be copied at every step
         v = [t.contiguous() for t in v]
         table, slot = group_table(group, valid.shape[0])
@@ -39,7 +39,7 @@ class Segment:
         row_mask = None if bool(valid.all()) else valid[group][:, None, None, None, :]
         return cls(k, v, valid, group, table, slot, uniform, row_mask)
 
-    def select(self, rows: torch.Tensor) -> "Segment":
+    def select(self, rows: torch.Tensor) -> Segment:
         """Keep ``rows``; groups left without rows are dropped."""
         group = self.group[rows]
         present = torch.unique(group)
@@ -69,7 +69,7 @@ def group_table(group: torch.Tensor, n_groups: int) -> tuple[torch.Tensor, torch
 
 def _to_groups(x: torch.Tensor, seg: Segment) -> torch.Tensor:
     """Per-row (B, K, G, Tq, X) -> per-group (Gs, K, C*G*Tq, X), padding rows are zeros."""
-    b, kh, g, tq, d = x.shape
+    _, kh, g, tq, d = x.shape
     gs, c = seg.table.shape
     if seg.uniform:
         grouped = x.view(gs, c, kh, g, tq, d)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 @dataclass
 class SampleConfig:
-    model: str = ""                 # checkpoint directory
+    model: str = ""                 # reasonlab checkpoint, Hugging Face model directory or hub id
     prompt: str = ""                # raw prompt text; empty: use `task` problems
     task: str = "arith"
     split: str = "test"
@@ -20,25 +20,28 @@ class SampleConfig:
     top_k: int = 0
     stop: list[str] = field(default_factory=list)
     seed: int = 0
+    device: str = "auto"            # Hugging Face models: auto | cpu | cuda | mps
+    dtype: str = "auto"             # Hugging Face models: auto | bfloat16 | float16 | float32
+    chat_template: str = "auto"     # Hugging Face tokenizers: auto | always | never
     json: bool = False
 
 
 def run_sample(cfg: SampleConfig) -> list[dict]:
     from reasonlab.engine.sampler import SamplingConfig, sample
-    from reasonlab.engine.tiny import LlamaRunner
-    from reasonlab.models.checkpoint import load_checkpoint
+    from reasonlab.models.hf import load_policy, make_runner
     from reasonlab.tasks import get_task
 
     if not cfg.model:
-        raise FileNotFoundError("sample needs a model: pass --model=<checkpoint dir>")
-    model, tokenizer, _ = load_checkpoint(cfg.model)
+        raise FileNotFoundError("sample needs a model: pass --model=<checkpoint dir or hub id>")
+    model, tokenizer, _ = load_policy(cfg.model, device=cfg.device, dtype=cfg.dtype, chat_template=cfg.chat_template)
     task = None if cfg.prompt else get_task(cfg.task)
     problems = [None] if cfg.prompt else task.generate(cfg.limit, seed=cfg.seed, split=cfg.split)
     texts = [cfg.prompt] if cfg.prompt else [task.format_prompt(p, cfg.template) for p in problems]
     scfg = SamplingConfig(n=cfg.n, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
                           top_p=cfg.top_p, top_k=cfg.top_k, stop=cfg.stop, seed=cfg.seed)
-    batch = sample(LlamaRunner(model), [tokenizer.encode(t) for t in texts], scfg, eos_id=tokenizer.eos_id,
-                   pad_id=tokenizer.pad_id, stop_ids=[tokenizer.encode(s) for s in cfg.stop])
+    stop_ids = [tokenizer.encode(s) for s in cfg.stop] + list(getattr(tokenizer, "stop_ids", []))
+    batch = sample(make_runner(model), [tokenizer.prompt_ids(t) for t in texts], scfg, eos_id=tokenizer.eos_id,
+                   pad_id=tokenizer.pad_id, stop_ids=stop_ids)
     out = []
     for row, (p, ids) in enumerate(zip(batch.prompt_index, batch.completion_ids)):
         text = tokenizer.decode(ids)

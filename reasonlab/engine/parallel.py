@@ -33,6 +33,11 @@ def _worker(conn, cfg: dict, state: dict, dtype) -> None:
         job = conn.recv()
         if job is None:
             break
+        if job == "refresh":                  # new weights are in the shared tensors
+            model.load_state_dict(state)
+            runner = LlamaRunner(model, dtype=dtype)
+            conn.send("ok")
+            continue
         prompts, scfg, kwargs = job
         try:
             conn.send(sample(runner, prompts, scfg, **kwargs))
@@ -49,6 +54,7 @@ class ParallelSampler:
             raise ValueError(f"workers must be >= 1, got {workers}")
         ctx = mp.get_context("spawn")
         state = {k: v.detach().clone().share_memory_() for k, v in model.state_dict().items()}
+        self.state = state
         self.conns, self.procs = [], []
         for _ in range(workers):
             parent, child = ctx.Pipe()
@@ -80,6 +86,20 @@ class ParallelSampler:
             logprobs=[part.logprobs[r] for _, _, part, r in rows],
             finish_reasons=[part.finish_reasons[r] for _, _, part, r in rows],
         )
+
+    def refresh(self, model: Llama) -> None:
+        """Give the workers ``model``'s current weights (same architecture): copy them into the
+        shared tensors, then every worker reloads them (a few ms for the tiny model). RL calls
+        this after each optimiser step."""
+        with torch.no_grad():
+            for k, v in model.state_dict().items():
+                self.state[k].copy_(v)
+        for conn in self.conns:
+            conn.send("refresh")
+        for conn in self.conns:
+            reply = conn.recv()
+            if reply != "ok":
+                raise RuntimeError(f"sampler worker failed to reload weights: {reply}")
 
     def close(self) -> None:
         for conn in self.conns:

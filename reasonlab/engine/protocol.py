@@ -8,8 +8,15 @@ and training code by implementing these three calls over its own cache represent
   next-token logits (P*copies, V) plus an opaque state in which every prompt's KV is repeated
   ``copies`` times (rows ``p*copies .. p*copies+copies-1`` belong to prompt ``p``). The prompt is
   encoded once, whatever ``copies`` is.
-- ``decode(state, tokens)``: append one token per row, tokens (B,), return logits (B, V).
-- ``select(state, rows)``: keep only ``rows`` (a 1-D index tensor), in that order.
+- ``decode(state, tokens, active=None)``: append one token per row, tokens (B,), return logits
+  (B, V). ``active`` (B,) bool: rows where it is False do not advance (their token is not part of
+  their context afterwards and their position does not move; their logits are meaningless).
+  Step-level search uses it when rows finish a step at different times.
+- ``select(state, rows)``: keep only ``rows`` (a 1-D index tensor), in that order; rows may
+  repeat, which forks a row into children (its KV is copied, never re-encoded).
+- ``concat(states)``: one state with the rows of ``states`` in order (tree-search pools).
+
+``max_len`` (int or None) is the context window when the backend knows it.
 
 ``tokens_encoded`` counts the real token positions the backend has run through the network, so
 tests can prove that no caller re-encodes a prefix whose KV it already holds.
@@ -28,10 +35,14 @@ class ContextTooLong(ValueError):
 class CausalLM(Protocol):
     vocab_size: int
     tokens_encoded: int
+    max_len: int | None
 
     def prefill(self, ids: torch.Tensor, valid: torch.Tensor, max_new: int, copies: int = 1
                 ) -> tuple[torch.Tensor, Any]: ...
 
-    def decode(self, state: Any, tokens: torch.Tensor) -> torch.Tensor: ...
+    def decode(self, state: Any, tokens: torch.Tensor, active: torch.Tensor | None = None
+               ) -> torch.Tensor: ...
 
     def select(self, state: Any, rows: torch.Tensor) -> Any: ...
+
+    def concat(self, states: list[Any]) -> Any: ...

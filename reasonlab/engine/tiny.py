@@ -6,6 +6,12 @@ its ``copies`` rows, and preallocates each row's own cache for ``max_new`` token
 attends over the segments and the own cache (``engine.attention``), so neither the shared
 template nor a prompt is re-encoded or copied per sample. Prompts are left-padded; RoPE positions
 count real tokens only, so a padded row computes what it would compute alone.
+
+Tree search extends this with holes: ``decode(state, tokens, active)`` leaves inactive rows where
+they are (their own-cache column is marked invalid, their position does not move), ``select``
+may repeat rows (a fork copies the row's own cache; the shared segments are only re-grouped) and
+``concat`` joins states. The per-row own-cache validity mask exists only once a hole appears, so
+plain sampling keeps its fast path.
 """
 from __future__ import annotations
 
@@ -29,6 +35,7 @@ class LlamaState:
     v: list[torch.Tensor]
     pos: torch.Tensor          # (B,) RoPE position of the next token
     col: int                   # next own-cache column to write
+    own_valid: torch.Tensor | None = None   # (B, S) bool, None while every written column is valid
 
 
 def shared_prefix_length(ids: torch.Tensor, valid: torch.Tensor) -> int:
@@ -54,6 +61,7 @@ class LlamaRunner:
         self.model.eval()
         self.cfg = model.cfg
         self.vocab_size = model.cfg.vocab_size
+        self.max_len = model.cfg.max_seq_len           # context window (prompt + generated tokens)
         self.dtype = next(self.model.parameters()).dtype
         self.scale = 1.0 / math.sqrt(self.cfg.head_dim)
         self.merge_prefix_below = merge_prefix_below
@@ -96,19 +104,20 @@ class LlamaRunner:
             x = x + layer.mlp(x)
         return x, ks, vs
 
-    def _step(self, x, pos, state: "LlamaState"):
+    def _step(self, x, pos, state: LlamaState):
         """Decode: one token per row, x (B, 1, D); keys/values go to the own cache at ``state.col``
         and attention reads the shared segments plus the own cache (``engine.attention``)."""
         cfg, b, col = self.cfg, x.shape[0], state.col
         g = cfg.n_heads // cfg.n_kv_heads
         cos, sin = self._rope(pos)
+        own_mask = None if state.own_valid is None else state.own_valid[:, None, None, None, : col + 1]
         for i, layer in enumerate(self.model.layers):
             q, k, v = self._qkv(layer, x, cos, sin)
             state.k[i][:, :, col] = k[:, :, 0]
             state.v[i][:, :, col] = v[:, :, 0]
             q = q.reshape(b, cfg.n_kv_heads, g, 1, cfg.head_dim)
             y = attend(q, i, state.segments, state.k[i][:, :, : col + 1], state.v[i][:, :, : col + 1],
-                       None, self.scale)
+                       own_mask, self.scale)
             x = x + layer.o(y.reshape(b, 1, -1))
             x = x + layer.mlp(x)
         return x
@@ -163,18 +172,86 @@ class LlamaRunner:
         return logits, LlamaState(segments, own_k, own_v, (lengths + c)[rows], 0)
 
     @torch.inference_mode()
-    def decode(self, state: LlamaState, tokens: torch.Tensor) -> torch.Tensor:
+    def decode(self, state: LlamaState, tokens: torch.Tensor, active: torch.Tensor | None = None) -> torch.Tensor:
+        """Append ``tokens`` (B,); rows where ``active`` (B,) is False do not advance (their token
+        never enters their context and their returned logits are meaningless)."""
         if state.col >= state.k[0].shape[2]:
             raise RuntimeError("KV cache is full: raise max_new in prefill")
-        self.tokens_encoded += tokens.shape[0]
+        if active is not None and bool(active.all()):
+            active = None
+        if active is not None:
+            if state.own_valid is None:
+                state.own_valid = torch.ones(tokens.shape[0], state.k[0].shape[2], dtype=torch.bool)
+            state.own_valid[:, state.col] = active
+        elif state.own_valid is not None:
+            state.own_valid[:, state.col] = True
+        self.tokens_encoded += tokens.shape[0] if active is None else int(active.sum())
         x = self._step(self.model.embed(tokens[:, None]), state.pos[:, None], state)
         state.col += 1
-        state.pos += 1
+        state.pos += 1 if active is None else active.long()
         return self._logits(x[:, 0])
 
     def select(self, state: LlamaState, rows: torch.Tensor) -> LlamaState:
+        """Keep ``rows`` in that order; a repeated row is forked (its own cache copied)."""
         return LlamaState([s.select(rows) for s in state.segments], [k[rows] for k in state.k],
-                          [v[rows] for v in state.v], state.pos[rows], state.col)
+                          [v[rows] for v in state.v], state.pos[rows], state.col,
+                          None if state.own_valid is None else state.own_valid[rows])
+
+    def concat(self, states: list[LlamaState]) -> LlamaState:
+        """The rows of ``states`` in order, as one state (for pooling trees of several searches).
+
+        Own caches are right-aligned at the longest written length (shorter ones get invalid
+        leading columns), with room for as many new tokens as the roomiest state had."""
+        if not states:
+            raise ValueError("concat needs at least one state")
+        if len(states) == 1:
+            return states[0]
+        col = max(s.col for s in states)
+        room = max(s.k[0].shape[2] - s.col for s in states)
+        n_seg = max(len(s.segments) for s in states)
+        segments = [concat_segments([s.segments[j] if j < len(s.segments) else None for s in states],
+                                    [s.pos.numel() for s in states]) for j in range(n_seg)]
+        ks, vs, valid = [], [], []
+        for s in states:
+            b = s.pos.numel()
+            shape = (b, self.cfg.n_kv_heads, col + room, self.cfg.head_dim)
+            start = col - s.col
+            k = [torch.zeros(shape, dtype=self.dtype) for _ in s.k]
+            v = [torch.zeros(shape, dtype=self.dtype) for _ in s.v]
+            for dst, src in zip(k + v, s.k + s.v):
+                dst[:, :, start: col] = src[:, :, : s.col]
+            ok = torch.zeros(b, col + room, dtype=torch.bool)
+            ok[:, start: col] = True if s.own_valid is None else s.own_valid[:, : s.col]
+            ks.append(k)
+            vs.append(v)
+            valid.append(ok)
+        n_layers = len(states[0].k)
+        return LlamaState(segments, [torch.cat([k[i] for k in ks]) for i in range(n_layers)],
+                          [torch.cat([v[i] for v in vs]) for i in range(n_layers)],
+                          torch.cat([s.pos for s in states]), col, torch.cat(valid))
+
+
+def concat_segments(parts: list[Segment | None], rows: list[int]) -> Segment:
+    """One segment over the rows of several states; a state without this segment reads a
+    single all-invalid group (its rows see nothing here)."""
+    ref = next(p for p in parts if p is not None)
+    n_layers, (_, kh, _, e) = len(ref.k), ref.k[0].shape
+    width = max(p.valid.shape[1] for p in parts if p is not None)
+    ks, vs, valid, groups, offset = [[] for _ in range(n_layers)], [[] for _ in range(n_layers)], [], [], 0
+    for p, b in zip(parts, rows):
+        if p is None:
+            pk = [torch.zeros(1, kh, width, e, dtype=ref.k[0].dtype)] * n_layers
+            p = Segment(pk, pk, torch.zeros(1, width, dtype=torch.bool), torch.zeros(b, dtype=torch.long),
+                        None, None, False, None)
+        pad = width - p.valid.shape[1]
+        for i in range(n_layers):
+            ks[i].append(F.pad(p.k[i], (0, 0, 0, pad)))
+            vs[i].append(F.pad(p.v[i], (0, 0, 0, pad)))
+        valid.append(F.pad(p.valid, (0, pad), value=False))
+        groups.append(p.group + offset)
+        offset += p.valid.shape[0]
+    return Segment.build([torch.cat(k) for k in ks], [torch.cat(v) for v in vs], torch.cat(valid),
+                         torch.cat(groups))
 
 
 def _causal(t: int) -> torch.Tensor:
@@ -194,6 +271,7 @@ def _drop_prefix(ids, valid, c):
 
 
 def _cast_copy(model: Llama, dtype: torch.dtype) -> Llama:
-    clone = Llama(model.cfg)
-    clone.load_state_dict(model.state_dict())
-    return clone.to(dtype)
+    """A copy in ``dtype`` (deep, so a value head that replaced ``lm_head`` is kept)."""
+    import copy
+
+    return copy.deepcopy(model).to(dtype)

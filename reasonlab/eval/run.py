@@ -18,7 +18,7 @@ from reasonlab.io import append_jsonl, atomic_write_json, make_run_dir, run_meta
 class EvalConfig:
     name: str = "eval"
     runs_dir: str = "runs"
-    model: str = ""                  # checkpoint directory
+    model: str = ""                  # reasonlab checkpoint, Hugging Face model directory or hub id
     task: str = "arith"
     split: str = "test"
     data_path: str = ""              # local jsonl/dir for dataset tasks (gsm8k, math)
@@ -32,9 +32,13 @@ class EvalConfig:
     top_k: int = 0
     max_new_tokens: int = 256
     prompts_per_batch: int = 32
-    dtype: str = "bfloat16"
+    dtype: str = "bfloat16"         # sampling precision: bfloat16 | float16 | float32
+    device: str = "auto"            # Hugging Face models: auto | cpu | cuda | mps
+    chat_template: str = "auto"     # Hugging Face tokenizers: auto | always | never
     seed: int = 1234
     resume: bool = False
+    methods: list[str] = field(default_factory=list)   # search methods: delegates to eval.sweep
+    verifiers: str = ""              # `reasonlab verifiers` run dir (ORM / PRM) for those methods
 
 
 def make_task(cfg: EvalConfig):
@@ -71,12 +75,12 @@ def greedy_accuracy(model, tokenizer, task, problems: list[dict], template: str,
                     dtype=None) -> float:
     """Share of ``problems`` solved by greedy decoding: a cheap held-out check during training."""
     from reasonlab.engine.sampler import SamplingConfig, sample
-    from reasonlab.engine.tiny import LlamaRunner
+    from reasonlab.models.hf import make_runner
 
     was_training = model.training
-    prompts = [tokenizer.encode(task.format_prompt(p, template)) for p in problems]
-    batch = sample(LlamaRunner(model, dtype=dtype), prompts, SamplingConfig(max_new_tokens=max_new_tokens, temperature=0.0),
-                   eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id)
+    prompts = [tokenizer.prompt_ids(task.format_prompt(p, template)) for p in problems]
+    batch = sample(make_runner(model, dtype=dtype), prompts, SamplingConfig(max_new_tokens=max_new_tokens, temperature=0.0),
+                   eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id, stop_ids=getattr(tokenizer, "stop_ids", None))
     model.train(was_training)
     solved = [task.verify(p, tokenizer.decode(c)).correct for p, c in zip(problems, batch.completion_ids)]
     return sum(solved) / max(1, len(solved))
@@ -101,19 +105,22 @@ def read_finished(path) -> dict[str, dict]:
 
 def evaluate(cfg: EvalConfig, model=None, tokenizer=None, run_dir=None, progress: bool = True) -> dict:
     """Run the evaluation; pass an in-memory ``model``/``tokenizer`` or set ``cfg.model``."""
+    if cfg.methods:
+        from reasonlab.eval.sweep import run_sweep, sweep_config_from_eval
+        return run_sweep(sweep_config_from_eval(cfg), progress=progress)
     import torch
     from tqdm.auto import tqdm
 
     from reasonlab.engine.sampler import SamplingConfig, sample
-    from reasonlab.engine.tiny import LlamaRunner
     from reasonlab.eval.metrics import summarize_samples
     from reasonlab.eval.plots import plot_accuracy_vs_k
-    from reasonlab.models.checkpoint import load_checkpoint
+    from reasonlab.models.hf import DTYPES, load_policy, make_runner
 
     if model is None:
         if not cfg.model:
-            raise FileNotFoundError("eval needs a model: pass --model=<checkpoint dir>")
-        model, tokenizer, _ = load_checkpoint(cfg.model)
+            raise FileNotFoundError("eval needs a model: pass --model=<checkpoint dir or hub id>")
+        model, tokenizer, _ = load_policy(cfg.model, device=cfg.device, dtype=cfg.dtype,
+                                          chat_template=cfg.chat_template)
     run = run_dir if run_dir is not None else make_run_dir(cfg.runs_dir, cfg.name)
     task = make_task(cfg)
     problems = load_problems(cfg, task)
@@ -123,8 +130,12 @@ def evaluate(cfg: EvalConfig, model=None, tokenizer=None, run_dir=None, progress
         done = read_finished(results_path)
     elif results_path.exists():
         results_path.unlink()
-    dtype = {"bfloat16": torch.bfloat16, "float32": None}[cfg.dtype]
-    runner = LlamaRunner(model, dtype=dtype)
+    if cfg.dtype not in DTYPES:
+        from reasonlab.config import ConfigError
+
+        raise ConfigError(f"eval: dtype={cfg.dtype!r}: expected one of {', '.join(DTYPES)}")
+    dtype = None if DTYPES[cfg.dtype] == torch.float32 else DTYPES[cfg.dtype]
+    runner = make_runner(model, dtype=dtype)
     t0, policy_tokens = time.perf_counter(), 0
     n_done = sum(p["id"] in done for p in problems)
     bar = tqdm(total=len(problems), initial=n_done, desc=f"eval {cfg.task}", disable=not progress,
@@ -135,10 +146,11 @@ def evaluate(cfg: EvalConfig, model=None, tokenizer=None, run_dir=None, progress
         chunk = problems[start: start + cfg.prompts_per_batch]
         if all(p["id"] in done for p in chunk):
             continue
-        prompts = [tokenizer.encode(task.format_prompt(p, cfg.template)) for p in chunk]
+        prompts = [tokenizer.prompt_ids(task.format_prompt(p, cfg.template)) for p in chunk]
         scfg = SamplingConfig(n=cfg.n, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
                               top_p=cfg.top_p, top_k=cfg.top_k, seed=cfg.seed + start)
-        batch = sample(runner, prompts, scfg, eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id)
+        batch = sample(runner, prompts, scfg, eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id,
+                       stop_ids=getattr(tokenizer, "stop_ids", None))
         for i, example in enumerate(chunk):
             if example["id"] in done:
                 continue

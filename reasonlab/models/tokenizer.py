@@ -74,6 +74,11 @@ class CharTokenizer:
         get = self.stoi.get
         return [get(piece, UNK) for piece in self._regex.findall(text)]
 
+    def prompt_ids(self, text: str) -> list[int]:
+        """Ids of a model prompt: the plain text (no chat template, no special tokens); the same
+        call as ``models.hf.HFTokenizer.prompt_ids``."""
+        return self.encode(text)
+
     def decode(self, ids, skip_special: bool = True) -> str:
         n_special = len(SPECIALS)
         itos = self.itos

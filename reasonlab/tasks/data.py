@@ -1,7 +1,10 @@
-"""Loading task data: local jsonl files and (lazily) Hugging Face hub datasets."""
+"""Loading task data: local jsonl files, a local data root (``REASONLAB_DATA``), and (lazily)
+Hugging Face hub datasets."""
 from __future__ import annotations
 
+import os
 import random
+from pathlib import Path
 
 from reasonlab.io import read_jsonl
 from reasonlab.tasks.base import check_split
@@ -9,7 +12,8 @@ from reasonlab.tasks.base import check_split
 
 class DatasetRows:
     """Rows of a fixed dataset (GSM8K, MATH) from ``path`` (one jsonl), ``data_dir``
-    (``{split}.jsonl``) or the hub. Subclasses set ``self.path``, ``self.data_dir`` and
+    (``{split}.jsonl``), ``$REASONLAB_DATA/<name>/{split}.jsonl`` when that variable names a
+    local data root (offline machines), or the hub. Subclasses set ``self.path``, ``self.data_dir`` and
     ``self._rows = {}`` and provide ``to_row(record, split, index)`` and
     ``hub_records(split)``."""
 
@@ -18,6 +22,9 @@ class DatasetRows:
             return read_jsonl(self.path)
         if self.data_dir is not None:
             return read_jsonl(self.data_dir / f"{split}.jsonl")
+        local = local_split(self.name, split, os.environ.get("REASONLAB_DATA", ""))
+        if local is not None:
+            return read_jsonl(local)
         return self.hub_records(split)
 
     def rows(self, split: str = "test") -> list[dict]:
@@ -57,3 +64,15 @@ def load_hub(hub_id: str, config: str | None, split: str) -> list[dict]:
         raise RuntimeError(f"could not load {hub_id!r} ({split}) from the hub: {exc}; offline? "
                            "pass data_dir= or path= pointing at local jsonl files") from exc
     return [dict(r) for r in data]
+
+
+def local_split(name: str, split: str, root: str) -> Path | None:
+    """``root/name/split.jsonl`` if ``root`` is set and the file exists, else None (use the hub).
+
+    >>> local_split("gsm8k", "test", "") is None
+    True
+    """
+    if not root:
+        return None
+    path = Path(root) / name / f"{split}.jsonl"
+    return path if path.exists() else None

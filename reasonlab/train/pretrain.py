@@ -3,6 +3,10 @@
 Next-token loss on packed documents, AdamW with linear warm-up and cosine decay, bf16 autocast
 (AMX on recent x86 CPUs), gradient clipping, atomic checkpoints with the full training state,
 ``resume: true`` to continue, held-out evaluation of the final model (``eval.run``).
+Data parallel under ``torchrun`` (``train.distributed``, gloo): every rank builds the same
+global batch of ``batch_size`` rows and trains on its ``batch_size / world`` block; gradients are
+averaged, weighted by each rank's share of the loss tokens, so the update equals that of one
+process on the whole batch; rank 0 writes every artifact and runs the evaluation.
 Artifacts in ``runs/<name>/``: ``config.yaml``, ``train_log.jsonl``, ``model/`` (a Hugging Face
 directory), ``loss.png``, and the evaluation's ``results.jsonl`` / ``summary.json`` / plot.
 """
@@ -19,11 +23,23 @@ import torch
 from reasonlab.config import config_to_dict, save_config
 from reasonlab.eval.run import EvalConfig, evaluate, greedy_accuracy
 from reasonlab.io import append_jsonl, atomic_write_json, make_run_dir, run_metadata
-from reasonlab.models.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
+from reasonlab.models.checkpoint import (
+    load_checkpoint,
+    resolve_checkpoint,
+    save_checkpoint,
+)
 from reasonlab.models.llama import Llama, LlamaConfig
 from reasonlab.models.tokenizer import CharTokenizer
 from reasonlab.tasks import get_task
 from reasonlab.train.corpus import build_mixture, packed_batch
+from reasonlab.train.distributed import (
+    all_gather_objects,
+    all_reduce_grads,
+    all_reduce_mean,
+    dist_setup,
+    shard_rows,
+    token_share,
+)
 
 
 def _default_mixture() -> dict:
@@ -75,17 +91,23 @@ def make_optimizer(model: torch.nn.Module, cfg: PretrainConfig) -> torch.optim.A
 
 def train_step(model: Llama, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
                lr: float, grad_clip: float, autocast: str) -> float:
-    """One optimisation step on a batch; returns the loss."""
+    """One optimisation step on a batch; returns the loss. Under torchrun ``x``/``y`` are this
+    rank's rows: the gradients are averaged over ranks and the returned loss is the mean over all
+    loss tokens of the global batch."""
     for group in opt.param_groups:
         group["lr"] = lr
+    n_tokens = int((y != -100).sum())
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast == "bfloat16"):
-        loss = model.loss(x, y)
+        # A shard without loss tokens still takes part in the gradient all-reduce, with zeros.
+        loss = model.loss(x, y) if n_tokens else model(x).float().sum() * 0.0
+    share = token_share(n_tokens)
     opt.zero_grad(set_to_none=True)
-    loss.backward()
+    (loss * share if share != 1.0 else loss).backward()
+    all_reduce_grads(model)
     if grad_clip > 0:
         torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     opt.step()
-    return float(loss.detach())
+    return all_reduce_mean(float(loss.detach()) * share)
 
 
 def _rng_state() -> dict:
@@ -102,8 +124,11 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> dict:
     """Run the stage; returns the summary dict (also written to ``summary.json``)."""
     from tqdm.auto import tqdm
 
+    dist = dist_setup(backend="gloo")          # the tiny model trains on the cpu
+    main = dist.is_main
     run = make_run_dir(cfg.runs_dir, cfg.name)
-    save_config(cfg, run / "config.yaml")
+    if main:
+        save_config(cfg, run / "config.yaml")
     tokenizer = CharTokenizer()
     cfg.model.vocab_size = tokenizer.vocab_size
     mixture = build_mixture(cfg.mixture, cfg.template, get_task)
@@ -118,7 +143,7 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> dict:
         opt.load_state_dict(state["optimizer"])
         _set_rng_state(state["rng"])
         start, elapsed_before = state["step"], state["elapsed_s"]
-    elif not cfg.resume and (run / "train_log.jsonl").exists():
+    elif main and not cfg.resume and (run / "train_log.jsonl").exists():
         (run / "train_log.jsonl").unlink()
     model.train()
     if cfg.eval_every > 0:
@@ -127,7 +152,7 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> dict:
     total = cfg.max_steps
     t0 = time.perf_counter() - elapsed_before
     bar = tqdm(range(start, total), initial=start, total=total, desc=f"pretrain {cfg.name}",
-               disable=not progress, dynamic_ncols=True)
+               disable=not progress or not main, dynamic_ncols=True)
     tokens_per_step = cfg.batch_size * cfg.seq_len
     window_t, window_steps, step = time.perf_counter(), 0, start
     for step in bar:
@@ -135,38 +160,44 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> dict:
             # Re-plan the schedule so the cosine ends when the wall budget does.
             per_step = (time.perf_counter() - t0) / max(1, step)
             total = min(cfg.max_steps, step + max(0, int((cfg.time_budget_s - (time.perf_counter() - t0)) / per_step)))
+            total = all_gather_objects(total)[0]          # every rank follows rank 0's plan
             bar.total = total
             if step >= total:
                 break
         x, y = packed_batch(mixture, tokenizer.encode, tokenizer.eos_id, cfg.batch_size, cfg.seq_len, cfg.seed, step,
                             tokenizer.pad_id, cfg.loss_on_prompt)
+        if dist.world > 1:
+            x, y = shard_rows(x, dist.rank, dist.world), shard_rows(y, dist.rank, dist.world)
         lr = lr_at(step, cfg, total)
         loss = train_step(model, opt, x, y, lr, cfg.grad_clip, cfg.autocast)
         window_steps += 1
-        if (step + 1) % cfg.log_every == 0 or step + 1 == total:
+        if main and ((step + 1) % cfg.log_every == 0 or step + 1 == total):
             now = time.perf_counter()
             tok_s = window_steps * tokens_per_step / (now - window_t)
             window_t, window_steps = now, 0
             append_jsonl(run / "train_log.jsonl", {"step": step + 1, "loss": loss, "lr": lr, "tokens_per_s": tok_s,
                                                    "elapsed_s": now - t0})
             bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tok_s:,.0f}")
-        if cfg.eval_every > 0 and (step + 1) % cfg.eval_every == 0:
+        if main and cfg.eval_every > 0 and (step + 1) % cfg.eval_every == 0:
             acc = greedy_accuracy(model, tokenizer, eval_task, quick_problems, cfg.eval.template,
                                   cfg.eval.max_new_tokens)
             append_jsonl(run / "train_log.jsonl", {"step": step + 1, "heldout_greedy_acc": acc,
                                                    "elapsed_s": time.perf_counter() - t0})
             bar.write(f"step {step + 1}: held-out greedy accuracy {acc:.3f}")
-        if (step + 1) % cfg.ckpt_every == 0:
+        if main and (step + 1) % cfg.ckpt_every == 0:
             _save(ckpt_dir, model, tokenizer, opt, step + 1, time.perf_counter() - t0, cfg)
     bar.close()
     steps_done = step + 1 if total > start else start
     train_s = time.perf_counter() - t0
+    if not main:
+        return {"stage": "pretrain", "steps": steps_done, "rank": dist.rank}
     _save(ckpt_dir, model, tokenizer, opt, steps_done, train_s, cfg)
     save_checkpoint(run / "model", model, tokenizer)
     _plot_loss(run)
     eval_summary = evaluate(cfg.eval, model=model, tokenizer=tokenizer, run_dir=run, progress=progress)
     summary = {"stage": "pretrain", "steps": steps_done, "train_seconds": round(train_s, 1),
                "params": model.num_params(), "tokens_seen": steps_done * tokens_per_step,
+               "world_size": dist.world,
                "eval": eval_summary, **run_metadata(cfg.seed)}
     atomic_write_json(run / "summary.json", summary)
     return summary

@@ -1,0 +1,465 @@
+"""Stage: GRPO with rule-based rewards (the DeepSeek-R1-Zero recipe) plus the Kimi k1.5 options.
+
+One iteration: draw prompts -> sample ``group_size`` completions each -> rewards (``rewards.py``)
+-> group advantages (``rl.ADVANTAGES``) -> ``mu`` clipped-ratio updates over the batch
+(``rl.POLICY_LOSSES``, KL to a frozen reference, ``rl.AGGREGATIONS``) -> new weights to the
+sampler. ``grpo(cfg)`` below is that loop; the pieces are small functions in this module and in
+``rl``, ``rewards``, ``rollout``, ``curriculum`` and ``rl_monitor``.
+
+Deviations from the papers (all deliberate, all configurable where it matters):
+
+- ``pi_old`` for tokens sampled by the current policy is the trainer's own log-prob in the first
+  epoch (detached), not the sampler's: the sampler runs in bf16 and its log-probs differ from
+  the trainer's by ~1e-2, which would put a numerical ratio != 1 into every on-policy token.
+  Tokens written by an older policy (partial rollouts) use the sampler's log-probs: that ratio
+  is the real policy lag, and clipping bounds it.
+- The KL term is added to the per-token loss (as in GRPO), not to the reward; ``beta`` defaults
+  to 0 (as Dr. GRPO and DAPO recommend for rule-based rewards): set it to use a reference.
+- Aggregation defaults to ``token`` (DAPO) rather than GRPO's per-sequence mean; ``sequence``
+  and Dr. GRPO's ``constant`` are available. Weights are normalised over the whole batch, so
+  gradient accumulation is exact.
+- Curriculum (Kimi): prompts are kept while their running pass rate is within bounds, instead of
+  Kimi's weighting by ``1 - success rate``; dynamic sampling (DAPO) drops zero-variance groups and
+  refills up to ``max_refills`` times per step.
+- Partial rollouts continue an unfinished sequence by prefilling its prompt plus its tokens again
+  (no KV cache is kept between iterations); Kimi additionally replays only the newest segment
+  into the loss; here every token of a finished group enters the loss once, when its group is
+  complete.
+- No value model, no reward model, no entropy bonus. AdamW (0.9, 0.99), no weight decay,
+  linear warm-up then constant LR; ``norm_lr_mult`` lets the RMSNorm gains (which set the logit
+  scale) move faster than the matrices — on the tiny model RL's gain is mostly sharpening, which
+  Adam's per-weight step bound otherwise makes slow (docs/LOG.md).
+- Groups enter the update ordered by completion length (the loss is a sum, so order only
+  changes float rounding); each group's prompt is encoded once per micro-batch
+  (``train.logprobs``).
+"""
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from reasonlab.config import config_to_dict, save_config
+from reasonlab.engine.sampler import SamplingConfig
+from reasonlab.eval.run import EvalConfig
+from reasonlab.io import (
+    append_jsonl,
+    atomic_write_json,
+    make_run_dir,
+    read_jsonl,
+    run_metadata,
+    write_jsonl,
+)
+from reasonlab.train import rl
+from reasonlab.train.curriculum import PromptSampler
+from reasonlab.train.logprobs import completion_logprobs
+from reasonlab.train.rewards import check_weights, score_group
+from reasonlab.train.rl_monitor import (
+    heldout_eval,
+    plot_run,
+    preflight,
+    rollout_metrics,
+)
+from reasonlab.train.rollout import BACKENDS, batch_tensors, generate
+
+
+@dataclass
+class LossConfig:
+    advantage: str = "grpo"          # rl.ADVANTAGES: grpo | dr_grpo | rloo
+    policy_loss: str = "clip"        # rl.POLICY_LOSSES: clip | reinforce
+    aggregation: str = "token"       # rl.AGGREGATIONS: token | sequence | constant
+    clip_low: float = 0.2
+    clip_high: float = 0.2           # > clip_low: DAPO clip-higher
+    beta: float = 0.0                # KL(pi || ref) weight, k3 estimator; 0: no reference model
+    mu: int = 1                      # updates per batch (pi_old kept fixed across them)
+
+
+@dataclass
+class PromptConfig:
+    mode: str = "uniform"            # uniform | curriculum
+    low: float = 0.0                 # curriculum: keep prompts with running pass rate in [low, high]
+    high: float = 1.0
+    dynamic: bool = False            # drop zero-variance groups and refill
+    max_refills: int = 2
+
+
+@dataclass
+class GRPOConfig:
+    name: str = "grpo"
+    runs_dir: str = "runs"
+    seed: int = 0
+    model: str = ""                  # checkpoint directory (tiny) or Hugging Face model
+    task: str = "arith"
+    template: str = "r1"
+    train_generate: dict = field(default_factory=dict)   # difficulty of the training problems
+    train_pool: int = 20000          # training problems (prompt statistics are kept per problem)
+    steps: int = 100
+    time_budget_s: float = 0.0       # > 0: stop after this much training wall time (final eval not counted)
+    prompts_per_step: int = 16
+    group_size: int = 8
+    max_new_tokens: int = 160        # longest response
+    segment_tokens: int = 0          # partial rollouts: tokens per iteration (0: off)
+    temperature: float = 1.0
+    rewards: dict = field(default_factory=lambda: {"accuracy": 1.0, "format": 0.1})
+    loss: LossConfig = field(default_factory=LossConfig)
+    prompts: PromptConfig = field(default_factory=PromptConfig)
+    lr: float = 3e-4
+    norm_lr_mult: float = 1.0        # LR multiplier of the 1-D parameters (norm gains: the logit scale)
+    warmup_steps: int = 5
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    micro_batch: int = 64            # rows per forward/backward (gradient accumulation)
+    autocast: str = "bfloat16"       # bfloat16 | none
+    backend: str = "parallel"        # rollout.BACKENDS: parallel (tiny, one worker/core) | local
+    workers: int = 0                 # 0: one per core
+    sampler_dtype: str = "bfloat16"
+    eval_every: int = 10             # held-out pass@1 / maj@k every K steps (0: off)
+    eval_problems: int = 200
+    eval_n: int = 4
+    ckpt_every: int = 10
+    resume: bool = False
+    deterministic: bool = False      # deterministic kernels; a resumed run repeats the metrics
+    preflight: bool = True
+    final_eval: bool = True          # full held-out evaluation (``eval``) of the final policy
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+TIMING_KEYS = ("tokens_per_s", "completions_per_s", "step_s", "rollout_s", "update_s", "elapsed_s")
+
+
+def grpo(cfg: GRPOConfig, progress: bool = True) -> dict:
+    """Run the stage; returns the summary (also ``summary.json``)."""
+    from tqdm.auto import tqdm
+
+    s = setup(cfg)
+    bar = tqdm(range(s.step, cfg.steps), initial=s.step, total=cfg.steps, desc=f"grpo {cfg.name}",
+               disable=not progress, dynamic_ncols=True)
+    try:
+        if cfg.preflight and s.step == 0:
+            collect(s, cfg, step=-1, check=True)
+        for step in bar:
+            row = train_step(s, cfg, step)
+            if cfg.eval_every and (step + 1) % cfg.eval_every == 0:
+                row.update(heldout_eval(s.sample_fn, s.tokenizer, s.task, s.eval_problems, cfg.template,
+                                        cfg.eval_n, cfg.max_new_tokens, cfg.eval.seed, [1, cfg.eval_n]))
+            append_jsonl(s.run / "metrics.jsonl", row)
+            bar.set_postfix(reward=f"{row.get('reward', 0):.3f}", acc=f"{row.get('accuracy', 0):.3f}",
+                            len=f"{row.get('length_mean', 0):.0f}")
+            out_of_time = 0 < cfg.time_budget_s <= row["elapsed_s"]
+            if (step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.steps or out_of_time:
+                save_state(s, cfg, step + 1)
+            if out_of_time:
+                break
+    finally:
+        bar.close()
+        s.close()
+    return finish(s, cfg, progress)
+
+
+def train_step(s: State, cfg: GRPOConfig, step: int) -> dict:
+    """One iteration: rollout -> rewards -> advantages -> mu updates -> weights to the sampler."""
+    t0 = time.perf_counter()
+    groups, adv, row = collect(s, cfg, step)                       # rollout, rewards, advantages
+    t1 = time.perf_counter()
+    if groups:
+        batch = batch_tensors(groups, adv, s.tokenizer.pad_id)
+        row.update(update(s.policy, s.ref, s.opt, batch, cfg))      # mu clipped-ratio updates
+        s.refresh(s.policy)                                        # new weights to the sampler
+        s.sched.step()                                             # the schedule counts updates
+    t2 = time.perf_counter()
+    row.update(step=step + 1, lr=s.sched.get_last_lr()[0], rollout_s=t1 - t0, update_s=t2 - t1, step_s=t2 - t0,
+               tokens_per_s=row.pop("generated") / max(t1 - t0, 1e-9),
+               completions_per_s=row["groups_scored"] * cfg.group_size / max(t2 - t0, 1e-9),
+               buffered_groups=len(s.buffer), elapsed_s=s.elapsed + time.perf_counter() - s.t0)
+    return row
+
+
+# ---- setup -----------------------------------------------------------------------------------
+
+class State:
+    """Everything a run holds: policy, reference, optimiser, sampler, prompt statistics, buffer."""
+
+
+def setup(cfg: GRPOConfig) -> State:
+    from reasonlab.tasks import get_task
+
+    check_config(cfg)
+    s = State()
+    s.run = make_run_dir(cfg.runs_dir, cfg.name)
+    save_config(cfg, s.run / "config.yaml")
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True)
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    s.task = get_task(cfg.task)
+    pool = s.task.generate(cfg.train_pool, seed=cfg.seed, split="train", **cfg.train_generate)
+    s.pool = pool
+    s.eval_problems = s.task.generate(cfg.eval_problems, seed=cfg.eval.seed, split="test", **cfg.eval.generate)
+    s.sampler = PromptSampler(len(pool), cfg.prompts.mode, cfg.prompts.low, cfg.prompts.high, seed=cfg.seed)
+    s.policy, s.tokenizer = load_policy(cfg.model)
+    s.prompt_ids = {}
+    s.step, s.elapsed, s.buffer, s.samples, state = 0, 0.0, [], 0, None
+    ckpt = s.run / "checkpoint"
+    if cfg.resume:
+        state = _try_load(ckpt)
+        if state is not None:
+            s.policy = state["model"]
+    s.policy.train()
+    s.ref = _frozen(cfg.model) if cfg.loss.beta > 0 else None
+    s.opt = make_optimizer(s.policy, cfg)
+    s.sched = torch.optim.lr_scheduler.LambdaLR(s.opt, lambda i: min(1.0, (i + 1) / max(1, cfg.warmup_steps)))
+    if state is not None:
+        restore(s, state["trainer"])
+    else:
+        log = s.run / "metrics.jsonl"
+        if log.exists():
+            log.unlink()
+    dtype = {"bfloat16": torch.bfloat16, "float32": None}[cfg.sampler_dtype]
+    import os
+
+    s.sample_fn, s.refresh, s.close = BACKENDS[cfg.backend](s.policy, s.tokenizer, dtype,
+                                                             cfg.workers or os.cpu_count() or 1)
+    s.t0 = time.perf_counter()
+    return s
+
+
+def make_optimizer(model, cfg: GRPOConfig) -> torch.optim.AdamW:
+    """AdamW; the 1-D parameters (norm gains) may get ``norm_lr_mult`` times the LR."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.dim() >= 2], "lr": cfg.lr},
+              {"params": [p for p in params if p.dim() < 2], "lr": cfg.lr * cfg.norm_lr_mult}]
+    return torch.optim.AdamW([g for g in groups if g["params"]], betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
+
+
+def check_config(cfg: GRPOConfig) -> None:
+    from reasonlab.config import ConfigError
+
+    checks = [(rl.ADVANTAGES, cfg.loss.advantage, "loss.advantage"),
+              (rl.POLICY_LOSSES, cfg.loss.policy_loss, "loss.policy_loss"),
+              (rl.AGGREGATIONS, cfg.loss.aggregation, "loss.aggregation"), (BACKENDS, cfg.backend, "backend")]
+    for registry, name, key in checks:
+        if name not in registry:
+            raise ConfigError(f"{key}: unknown value {name!r}; choose from: {', '.join(sorted(registry))}")
+    if not cfg.model:
+        raise ConfigError("model: pass --model=<checkpoint dir> (e.g. a run's model/ directory)")
+    if cfg.group_size < 2:
+        raise ConfigError(f"group_size: {cfg.group_size} gives no group baseline; use >= 2")
+    if cfg.loss.mu < 1 or cfg.micro_batch < 1:
+        raise ConfigError("loss.mu and micro_batch must be >= 1")
+    try:
+        check_weights(cfg.rewards)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+
+
+def load_policy(path: str):
+    """(model, tokenizer): our tiny Llama for reasonlab checkpoints, else a Hugging Face model
+    through the adapter (``models.hf``)."""
+    from reasonlab.models.hf import load_policy as load_any
+
+    model, tokenizer, _ = load_any(path)
+    return model, tokenizer
+
+
+def save_policy(directory, model, tokenizer, trainer_state: dict | None = None) -> None:
+    """An atomic checkpoint directory: ``save_checkpoint`` for the tiny model; for a Hugging Face
+    model ``save_pretrained`` + tokenizer + ``trainer_state.pt``, swapped in by a rename."""
+    import shutil
+    from pathlib import Path
+
+    from reasonlab.models.checkpoint import save_checkpoint
+    from reasonlab.models.llama import Llama
+
+    if isinstance(model, Llama):
+        save_checkpoint(directory, model, tokenizer, trainer_state=trainer_state)
+        return
+    final = Path(directory)
+    tmp, old = final.with_name(final.name + ".tmp"), final.with_name(final.name + ".old")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(str(tmp))
+    tokenizer.save(tmp)
+    if trainer_state is not None:
+        torch.save(trainer_state, tmp / "trainer_state.pt")
+    if final.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        final.rename(old)
+    tmp.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _frozen(path: str):
+    ref, _ = load_policy(path)
+    ref.eval()
+    for p in ref.parameters():
+        p.requires_grad_(False)
+    return ref
+
+
+# ---- one iteration ---------------------------------------------------------------------------
+
+def prompt_tokens(s: State, cfg: GRPOConfig, index: int) -> list[int]:
+    if index not in s.prompt_ids:
+        s.prompt_ids[index] = s.tokenizer.prompt_ids(s.task.format_prompt(s.pool[index], cfg.template))
+    return s.prompt_ids[index]
+
+
+def collect(s: State, cfg: GRPOConfig, step: int, check: bool = False):
+    """Rollout, rewards and advantages for one step (with refills under dynamic sampling).
+    -> (groups to train on, advantages (P, G), metrics row). ``check``: preflight only."""
+    scfg = SamplingConfig(max_new_tokens=cfg.segment_tokens or cfg.max_new_tokens, temperature=cfg.temperature,
+                          seed=cfg.seed * 1_000_033 + (step + 1) * 101)
+    kept, scored, totals, parts_all, texts_all, parsed, generated = [], [], [], {}, [], [], 0
+    buffer, s.buffer = s.buffer, []
+    for draw in range(1 + (cfg.prompts.max_refills if cfg.prompts.dynamic else 0)):
+        want = cfg.prompts_per_step - len(kept) - (len(buffer) if draw == 0 else 0)
+        busy = {g.index for g in buffer + s.buffer + scored}
+        new = [(i, prompt_tokens(s, cfg, i)) for i in s.sampler.draw(max(0, want), step, draw, busy)]
+        done, pending, n_tok = generate(s.sample_fn, buffer, new, cfg.group_size,
+                                        SamplingConfig(**{**scfg.__dict__, "seed": scfg.seed + draw}), cfg.max_new_tokens)
+        generated, buffer = generated + n_tok, []
+        s.buffer += pending
+        for grp in done:
+            texts = [s.tokenizer.decode(r.ids) for r in grp.rows]
+            total, parts, verdicts = score_group(s.task, s.pool[grp.index], texts, [len(r.ids) for r in grp.rows],
+                                                 cfg.rewards)
+            if not check:
+                s.sampler.update(grp.index, float(np.mean(parts["accuracy"])))
+            scored.append(grp)
+            totals.append(total)
+            texts_all += texts
+            parsed += [v.parsed for v in verdicts]
+            for k, v in parts.items():
+                parts_all.setdefault(k, []).extend(v)
+            if not (cfg.prompts.dynamic and len(set(total)) <= 1):
+                kept.append((grp, total))
+        if len(kept) >= cfg.prompts_per_step or not cfg.prompts.dynamic:
+            break
+    if check:
+        s.buffer = []
+        preflight(scored, parts_all, totals, parsed)
+        return None
+    s.samples += len(scored) * cfg.group_size
+    row = {"generated": generated, "groups_scored": len(scored), "groups_trained": len(kept), "samples": s.samples}
+    if scored:
+        zero_var = float(np.mean([len(set(t)) <= 1 for t in totals]))
+        row.update(rollout_metrics(scored, parts_all, [x for t in totals for x in t], texts_all,
+                                   s.task.reflection_marker, zero_var))
+    if not kept:
+        return [], None, row
+    adv = rl.ADVANTAGES[cfg.loss.advantage](torch.tensor([t for _, t in kept], dtype=torch.float32))
+    return [g for g, _ in kept], adv, row
+
+
+def micro_batches(batch: dict, size: int):
+    """Row slices of ``batch`` of ``size`` rows, each with only its groups' prompts and its
+    columns trimmed to its longest completion."""
+    lengths = batch["mask"].sum(1)
+    for lo in range(0, batch["ids"].shape[0], size):
+        sl = slice(lo, lo + size)
+        t = int(lengths[sl].max())
+        used, group = torch.unique(batch["group"][sl], return_inverse=True)
+        tp = int(batch["prompt_len"][used].max())
+        yield sl, {"prompt_ids": batch["prompt_ids"][used, :tp], "prompt_len": batch["prompt_len"][used],
+                   "group": group, "ids": batch["ids"][sl, :t]}, t
+
+
+def update(policy, ref, opt, batch: dict, cfg: GRPOConfig) -> dict:
+    """``cfg.loss.mu`` optimiser steps on one batch, each accumulated over micro-batches.
+    pi_old is fixed before the first step (see the module docstring). -> metrics."""
+    lc = cfg.loss
+    mask, stale, adv = batch["mask"], batch["stale"], batch["adv"]
+    weights = rl.AGGREGATIONS[lc.aggregation](mask, int(mask.sum(1).max()))    # (B, Tc), whole batch
+    loss_fn = rl.POLICY_LOSSES[lc.policy_loss]
+    old = batch["behavior"].clone()
+    stats = {"loss": 0.0, "kl": 0.0, "clip_frac": 0.0, "entropy": 0.0}
+    n_tok = float(mask.sum())
+    for epoch in range(lc.mu):
+        opt.zero_grad(set_to_none=True)
+        for sl, mb, t in micro_batches(batch, cfg.micro_batch):
+            m, w = mask[sl, :t], weights[sl, :t]
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.autocast == "bfloat16"):
+                logp, ent = completion_logprobs(policy, **mb, with_entropy=True)
+                if epoch == 0:
+                    old[sl, :t] = torch.where(stale[sl, :t], old[sl, :t], logp.detach())
+                per_tok, clipped = loss_fn(logp, old[sl, :t], adv[sl], lc.clip_low, lc.clip_high)
+                if lc.beta > 0:
+                    with torch.no_grad():
+                        ref_logp = completion_logprobs(ref, **mb)
+                    kl = rl.kl_k3(logp, ref_logp)
+                    per_tok = per_tok + lc.beta * kl
+                    stats["kl"] += float((kl.detach() * m).sum()) / n_tok / lc.mu
+            loss = (per_tok * w).sum()
+            loss.backward()
+            stats["loss"] += float(loss.detach()) / lc.mu
+            stats["clip_frac"] += float((clipped & m).sum()) / n_tok / lc.mu
+            if epoch == 0:
+                stats["entropy"] += float((ent.detach() * m).sum()) / n_tok
+        norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
+        opt.step()
+        stats["grad_norm"] = float(norm)
+    if lc.beta <= 0:
+        stats.pop("kl")
+    return stats
+
+
+# ---- checkpoints -----------------------------------------------------------------------------
+
+def _rng_state() -> dict:
+    return {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
+
+
+def save_state(s: State, cfg: GRPOConfig, step: int) -> None:
+    trainer = {"step": step, "elapsed_s": s.elapsed + time.perf_counter() - s.t0, "optimizer": s.opt.state_dict(),
+               "scheduler": s.sched.state_dict(), "rng": _rng_state(), "prompt_stats": s.sampler.state_dict(),
+               "buffer": s.buffer, "samples": s.samples, "config": config_to_dict(cfg)}
+    save_policy(s.run / "checkpoint", s.policy, s.tokenizer, trainer_state=trainer)
+
+
+def _try_load(path):
+    from pathlib import Path
+
+    for candidate in (Path(path), Path(str(path) + ".old")):      # .old: a crash interrupted the swap
+        if (candidate / "trainer_state.pt").exists():
+            model, _ = load_policy(str(candidate))
+            trainer = torch.load(candidate / "trainer_state.pt", map_location="cpu", weights_only=False)
+            return {"model": model, "trainer": trainer}
+    return None
+
+
+def restore(s: State, trainer: dict) -> None:
+    """Continue from a checkpoint: optimiser, scheduler, RNGs, prompt statistics, buffer; the
+    metrics log is cut back to the checkpoint's step (later rows are recomputed)."""
+    s.opt.load_state_dict(trainer["optimizer"])
+    s.sched.load_state_dict(trainer["scheduler"])
+    torch.set_rng_state(trainer["rng"]["torch"])
+    random.setstate(trainer["rng"]["python"])
+    np.random.set_state(trainer["rng"]["numpy"])
+    s.sampler.load_state_dict(trainer["prompt_stats"])
+    s.buffer, s.step, s.elapsed, s.samples = trainer["buffer"], trainer["step"], trainer["elapsed_s"], trainer["samples"]
+    log = s.run / "metrics.jsonl"
+    if log.exists():
+        write_jsonl(log, [r for r in read_jsonl(log) if r.get("step", 0) <= s.step])
+
+
+# ---- end of run ------------------------------------------------------------------------------
+
+def finish(s: State, cfg: GRPOConfig, progress: bool) -> dict:
+    from reasonlab.eval.run import evaluate
+
+    train_s = s.elapsed + time.perf_counter() - s.t0
+    save_policy(s.run / "model", s.policy, s.tokenizer)
+    log = read_jsonl(s.run / "metrics.jsonl") if (s.run / "metrics.jsonl").exists() else []
+    plot_run(log, s.run)
+    summary = {"stage": "grpo", "steps": log[-1]["step"] if log else 0, "samples": s.samples,
+               "train_seconds": round(train_s, 1),
+               "run_dir": str(s.run), "last": log[-1] if log else {}, **run_metadata(cfg.seed)}
+    if cfg.final_eval:
+        cfg.eval.template = cfg.template
+        summary["eval"] = evaluate(cfg.eval, model=s.policy, tokenizer=s.tokenizer, run_dir=s.run, progress=progress)
+    atomic_write_json(s.run / "summary.json", summary)
+    return summary
+

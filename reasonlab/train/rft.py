@@ -1,0 +1,174 @@
+"""Stage: rejection-sampling fine-tuning (STaR / ReST), the baseline GRPO is compared against.
+
+Each round: draw ``prompts_per_round`` training problems, sample ``samples_per_prompt``
+completions each with the same sampler and verifier as GRPO, keep the correct ones (distinct
+texts per problem), and fine-tune on them (next-token loss on the completion only) for
+``epochs`` passes. Wrong answers are never pushed down: that is the difference from RL that
+Kimi k1.5 measures. The sample budget (``rounds * prompts_per_round * samples_per_prompt``) is
+the number to match against GRPO's ``steps * prompts_per_step * group_size``.
+
+Deviations: like ReST, rounds continue from the current model (STaR restarts from the base model
+each round); there is no reward threshold schedule (the reward is binary).
+"""
+from __future__ import annotations
+
+import os
+import random
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from reasonlab.config import save_config
+from reasonlab.engine.sampler import SamplingConfig
+from reasonlab.eval.run import EvalConfig
+from reasonlab.io import (
+    append_jsonl,
+    atomic_write_json,
+    make_run_dir,
+    read_jsonl,
+    run_metadata,
+)
+from reasonlab.train import rl
+from reasonlab.train.rl_monitor import heldout_eval, plot_run
+from reasonlab.train.rollout import BACKENDS
+
+
+@dataclass
+class RFTConfig:
+    name: str = "rft"
+    runs_dir: str = "runs"
+    seed: int = 0
+    model: str = ""
+    task: str = "arith"
+    template: str = "r1"
+    train_generate: dict = field(default_factory=dict)
+    train_pool: int = 20000
+    rounds: int = 10
+    prompts_per_round: int = 256
+    samples_per_prompt: int = 8
+    max_new_tokens: int = 160
+    temperature: float = 1.0
+    dedup: bool = True                # keep one copy of identical correct completions of a problem
+    epochs: int = 1
+    batch_size: int = 32
+    lr: float = 3e-4
+    grad_clip: float = 1.0
+    backend: str = "parallel"
+    workers: int = 0
+    sampler_dtype: str = "bfloat16"
+    eval_every: int = 1               # held-out pass@1 / maj@k every K rounds (0: off)
+    eval_problems: int = 200
+    eval_n: int = 4
+    final_eval: bool = True
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+def rft(cfg: RFTConfig, progress: bool = True) -> dict:
+    """Run the stage; returns the summary (also ``summary.json``)."""
+    from reasonlab.models.checkpoint import save_checkpoint
+    from reasonlab.tasks import get_task
+    from reasonlab.train.grpo import load_policy
+
+    if not cfg.model:
+        from reasonlab.config import ConfigError
+        raise ConfigError("model: pass --model=<checkpoint dir>")
+    run = make_run_dir(cfg.runs_dir, cfg.name)
+    save_config(cfg, run / "config.yaml")
+    (run / "metrics.jsonl").unlink(missing_ok=True)
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    task = get_task(cfg.task)
+    pool = task.generate(cfg.train_pool, seed=cfg.seed, split="train", **cfg.train_generate)
+    eval_problems = task.generate(cfg.eval_problems, seed=cfg.eval.seed, split="test", **cfg.eval.generate)
+    policy, tokenizer = load_policy(cfg.model)
+    opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.0)
+    dtype = {"bfloat16": torch.bfloat16, "float32": None}[cfg.sampler_dtype]
+    sample_fn, refresh, close = BACKENDS[cfg.backend](policy, tokenizer, dtype, cfg.workers or os.cpu_count() or 1)
+    t0, samples = time.perf_counter(), 0
+    try:
+        for r in range(cfg.rounds):
+            t1 = time.perf_counter()
+            rng = np.random.default_rng([cfg.seed, r])
+            picked = [pool[int(i)] for i in rng.choice(len(pool), cfg.prompts_per_round, replace=False)]
+            kept, acc = keep_correct(sample_fn, tokenizer, task, picked, cfg, seed=cfg.seed * 7919 + r)
+            samples += len(picked) * cfg.samples_per_prompt
+            loss = sft(policy, opt, kept, cfg, seed=cfg.seed * 31 + r)
+            refresh(policy)
+            row = {"step": r + 1, "samples": samples, "accuracy": acc, "kept": len(kept), "sft_loss": loss,
+                   "round_s": time.perf_counter() - t1, "elapsed_s": time.perf_counter() - t0}
+            if cfg.eval_every and (r + 1) % cfg.eval_every == 0:
+                row.update(heldout_eval(sample_fn, tokenizer, task, eval_problems, cfg.template, cfg.eval_n,
+                                        cfg.max_new_tokens, cfg.eval.seed, [1, cfg.eval_n]))
+            append_jsonl(run / "metrics.jsonl", row)
+            if progress:
+                print(f"rft round {r + 1}/{cfg.rounds}: sample acc {acc:.3f}, kept {len(kept)}, loss {loss:.3f}"
+                      + (f", held-out pass@1 {row['heldout_pass@1']:.3f}" if "heldout_pass@1" in row else ""))
+    finally:
+        close()
+    train_s = time.perf_counter() - t0
+    save_checkpoint(run / "model", policy, tokenizer)
+    plot_run(read_jsonl(run / "metrics.jsonl"), run)
+    summary = {"stage": "rft", "steps": cfg.rounds, "samples": samples, "train_seconds": round(train_s, 1),
+               "run_dir": str(run), **run_metadata(cfg.seed)}
+    if cfg.final_eval:
+        from reasonlab.eval.run import evaluate
+        cfg.eval.template = cfg.template
+        summary["eval"] = evaluate(cfg.eval, model=policy, tokenizer=tokenizer, run_dir=run, progress=progress)
+    atomic_write_json(run / "summary.json", summary)
+    return summary
+
+
+def keep_correct(sample_fn, tokenizer, task, problems: list[dict], cfg: RFTConfig, seed: int
+                 ) -> tuple[list[tuple[list[int], list[int]]], float]:
+    """Sample, verify, keep correct completions that ended with EOS (distinct ones per problem
+    with ``cfg.dedup``) -> ([(prompt_ids, completion_ids)], accuracy)."""
+    n = cfg.samples_per_prompt
+    prompts = [tokenizer.prompt_ids(task.format_prompt(p, cfg.template)) for p in problems]
+    batch = sample_fn(prompts, SamplingConfig(n=n, max_new_tokens=cfg.max_new_tokens,
+                                              temperature=cfg.temperature, seed=seed))
+    kept, correct = [], 0
+    for i, example in enumerate(problems):
+        seen = set()
+        for r in range(i * n, (i + 1) * n):
+            ids = batch.completion_ids[r]
+            ok = task.verify(example, tokenizer.decode(ids)).correct and batch.finish_reasons[r] == "eos"
+            correct += ok
+            if ok and (not cfg.dedup or tuple(ids) not in seen):
+                seen.add(tuple(ids))
+                kept.append((prompts[i], ids))
+    return kept, correct / max(1, len(batch))
+
+
+def sft(model, opt, pairs: list[tuple[list[int], list[int]]], cfg: RFTConfig, seed: int) -> float:
+    """Next-token loss on completion tokens only, ``cfg.epochs`` shuffled passes. -> mean loss."""
+    if not pairs:
+        return float("nan")
+    model.train()
+    order, losses = list(range(len(pairs))), []
+    rng = random.Random(seed)
+    for _ in range(cfg.epochs):
+        rng.shuffle(order)
+        for lo in range(0, len(order), cfg.batch_size):
+            chunk = [pairs[i] for i in order[lo: lo + cfg.batch_size]]
+            ids, mask = _pack(chunk)
+            logp = rl.token_logprobs(model, ids)
+            loss = -(logp * mask).sum() / mask.sum()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            losses.append(float(loss.detach()))
+    return float(np.mean(losses))
+
+
+def _pack(chunk) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded ids (B, L) and the completion mask over next-token positions (B, L-1)."""
+    length = max(len(p) + len(c) for p, c in chunk)
+    ids = torch.zeros(len(chunk), length, dtype=torch.long)
+    mask = torch.zeros(len(chunk), length - 1)
+    for i, (p, c) in enumerate(chunk):
+        ids[i, : len(p) + len(c)] = torch.tensor(p + c)
+        mask[i, len(p) - 1: len(p) + len(c) - 1] = 1.0
+    return ids, mask

@@ -1,0 +1,145 @@
+"""Rollouts for RL: groups of completions, partial rollouts, rewards, and the tensors a loss needs.
+
+A *group* is the ``G`` completions of one prompt. With partial rollouts (Kimi k1.5) each
+iteration generates at most ``segment`` new tokens per sequence; a sequence that has not finished
+and is still under ``max_tokens`` is kept in a buffer and continued in the next iteration (its
+prompt plus what it wrote so far is prefilled again), and a group is scored only when all its
+sequences are done. Tokens written by an older policy are marked *stale*: their old log-probs
+are the sampler's, so the clipped ratio corrects (and bounds) the policy lag.
+
+Rollout backends (``BACKENDS``) return ``(sample_fn, refresh_fn, close_fn)``: ``sample_fn(prompts,
+scfg)`` is ``engine.sampler.sample`` over some ``CausalLM``; ``refresh_fn(model)`` gives it the
+trained weights after an optimiser step.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import torch
+
+from reasonlab.engine.sampler import SampleBatch, SamplingConfig
+
+
+@dataclass
+class Row:
+    ids: list[int] = field(default_factory=list)        # completion tokens so far
+    logprobs: list[float] = field(default_factory=list)  # sampler log-probs of those tokens
+    finish: str | None = None                            # "eos" | "stop" | "length"; None: continue
+    stale: int = 0                                       # first `stale` tokens: older policy
+
+
+@dataclass
+class Group:
+    index: int                    # prompt index in the training pool
+    prompt_ids: list[int]
+    rows: list[Row]
+
+    @property
+    def done(self) -> bool:
+        return all(r.finish is not None for r in self.rows)
+
+
+# ---- backends --------------------------------------------------------------------------------
+
+def _parallel_backend(model, tokenizer, dtype, workers: int):
+    from reasonlab.engine.parallel import ParallelSampler
+
+    pool = ParallelSampler(model, workers, dtype)
+
+    def sample_fn(prompts, scfg: SamplingConfig) -> SampleBatch:
+        return pool.sample(prompts, scfg, eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id)
+    return sample_fn, pool.refresh, pool.close
+
+
+def _local_backend(model, tokenizer, dtype, workers: int):
+    from reasonlab.engine.sampler import sample
+
+    def make(m):
+        try:
+            from reasonlab.models.hf import make_runner  # any backend the adapter knows
+        except ImportError:
+            from reasonlab.engine.tiny import LlamaRunner as make_runner
+        return make_runner(m, dtype=dtype)
+
+    holder = {"runner": make(model)}
+
+    def sample_fn(prompts, scfg: SamplingConfig) -> SampleBatch:
+        return sample(holder["runner"], prompts, scfg, eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id)
+
+    def refresh(m) -> None:
+        holder["runner"] = make(m)
+    return sample_fn, refresh, lambda: None
+
+
+BACKENDS = {"parallel": _parallel_backend, "local": _local_backend}
+
+
+# ---- generation ------------------------------------------------------------------------------
+
+def generate(sample_fn, buffer: list[Group], new: list[tuple[int, list[int]]], g: int,
+             scfg: SamplingConfig, max_tokens: int) -> tuple[list[Group], list[Group], int]:
+    """Continue every unfinished row of ``buffer`` and start ``g`` rows for each ``(index,
+    prompt_ids)`` in ``new``, generating at most ``scfg.max_new_tokens`` tokens per row.
+    -> (finished groups, still unfinished groups, tokens generated)."""
+    for grp in buffer:
+        for row in grp.rows:
+            row.stale = len(row.ids)
+    fresh = [Group(i, p, [Row() for _ in range(g)]) for i, p in new]
+    todo = [(grp, row) for grp in buffer for row in grp.rows if row.finish is None]
+    generated = 0
+    if fresh:
+        batch = sample_fn([grp.prompt_ids for grp in fresh], replace(scfg, n=g))
+        pairs = [(grp, row) for grp in fresh for row in grp.rows]
+        generated += _absorb(batch, pairs, max_tokens)
+    if todo:
+        prompts = [grp.prompt_ids + row.ids for grp, row in todo]
+        batch = sample_fn(prompts, replace(scfg, n=1, seed=scfg.seed + 7919))
+        generated += _absorb(batch, todo, max_tokens)
+    groups = buffer + fresh
+    return [x for x in groups if x.done], [x for x in groups if not x.done], generated
+
+
+def _absorb(batch: SampleBatch, pairs: list[tuple[Group, Row]], max_tokens: int) -> int:
+    """Append a SampleBatch's rows (in order) to their ``Row``s; -> tokens added."""
+    added = 0
+    for (_, row), ids, lps, reason in zip(pairs, batch.completion_ids, batch.logprobs, batch.finish_reasons):
+        room = max_tokens - len(row.ids)
+        ids, lps = ids[:room], lps[:room]
+        row.ids += ids
+        row.logprobs += lps
+        added += len(ids)
+        if reason != "length":
+            row.finish = reason
+        elif len(row.ids) >= max_tokens:
+            row.finish = "length"
+    return added
+
+
+# ---- training tensors ------------------------------------------------------------------------
+
+def batch_tensors(groups: list[Group], advantages: torch.Tensor, pad_id: int) -> dict:
+    """Tensors for a loss (``train.logprobs`` layout): ``prompt_ids`` (P, Tp) right-padded,
+    ``prompt_len`` (P,), ``group`` (B,) and, aligned with the completions ``ids`` (B, Tc)
+    (right-padded, rows group by group): ``mask`` (real tokens), ``stale`` (written by an older
+    policy), ``behavior`` (sampler log-probs); ``adv`` (B,). Groups are ordered by their longest
+    completion (longest first), so micro-batches of whole groups pad little."""
+    order = sorted(range(len(groups)), key=lambda i: -max(len(r.ids) for r in groups[i].rows))
+    groups, advantages = [groups[i] for i in order], advantages[order]
+    rows = [(gi, row) for gi, grp in enumerate(groups) for row in grp.rows]
+    tp, tc = max(len(g.prompt_ids) for g in groups), max(len(r.ids) for _, r in rows)
+    prompt_ids = torch.full((len(groups), tp), pad_id, dtype=torch.long)
+    for i, grp in enumerate(groups):
+        prompt_ids[i, : len(grp.prompt_ids)] = torch.tensor(grp.prompt_ids)
+    ids = torch.full((len(rows), tc), pad_id, dtype=torch.long)
+    mask = torch.zeros(len(rows), tc, dtype=torch.bool)
+    stale = torch.zeros(len(rows), tc, dtype=torch.bool)
+    behavior = torch.zeros(len(rows), tc)
+    for i, (_, row) in enumerate(rows):
+        n = len(row.ids)
+        ids[i, :n] = torch.tensor(row.ids)
+        mask[i, :n] = True
+        stale[i, : row.stale] = True
+        behavior[i, :n] = torch.tensor(row.logprobs)
+    return {"prompt_ids": prompt_ids, "prompt_len": torch.tensor([len(g.prompt_ids) for g in groups]),
+            "group": torch.tensor([gi for gi, _ in rows]), "ids": ids, "mask": mask, "stale": stale,
+            "behavior": behavior, "adv": advantages.reshape(-1).float()}

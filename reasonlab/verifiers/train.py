@@ -1,0 +1,169 @@
+"""Stage ``reasonlab verifiers``: sample solutions from the policy on training problems, label
+them (outcome: ``task.verify``; process: Monte-Carlo rollouts), train an ORM and a PRM value
+model initialised from the policy, and measure the MC labels against the arith oracle.
+
+Artifacts in ``runs/<name>/``: ``orm/`` and ``prm/`` (value-model checkpoints), ``labels.jsonl``
+(solutions with their MC step labels; reused with ``resume: true``), ``summary.json``.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass
+class VerifierTrainConfig:
+    name: str = "verifiers"
+    runs_dir: str = "runs"
+    model: str = ""                   # policy checkpoint directory
+    task: str = "arith"
+    generate: dict = field(default_factory=dict)   # difficulty of the training problems
+    problems: int = 800
+    samples: int = 4                  # solutions per problem (ORM data)
+    prm_samples: int = 2              # of those, how many get Monte-Carlo step labels
+    mc_k: int = 8                     # rollouts per step prefix
+    prm_targets: str = "soft"         # soft | hard
+    orm_targets: str = "token"        # token (Cobbe et al.) | solution (last token only)
+    template: str = "r1"
+    temperature: float = 1.0
+    max_new_tokens: int = 160
+    workers: int = 0                  # sampling processes (0: one per core)
+    epochs: int = 2
+    batch_size: int = 32
+    lr: float = 1e-3
+    seed: int = 7
+    resume: bool = False
+
+
+def _check(cfg: VerifierTrainConfig) -> None:
+    from reasonlab.config import ConfigError
+
+    if cfg.prm_targets not in ("soft", "hard"):
+        raise ConfigError(f"prm_targets must be soft or hard, got {cfg.prm_targets!r}")
+    if cfg.orm_targets not in ("token", "solution"):
+        raise ConfigError(f"orm_targets must be token or solution, got {cfg.orm_targets!r}")
+    if not 1 <= cfg.prm_samples <= cfg.samples:
+        raise ConfigError(f"need 1 <= prm_samples <= samples, got {cfg.prm_samples} and {cfg.samples}")
+    if not cfg.model:
+        raise FileNotFoundError("verifiers needs the policy: pass --model=<checkpoint dir>")
+
+
+def orm_rows(prompts, solutions, correct, per_token: bool):
+    """(ids, targets): the solution's label on every completion token, or on its last one."""
+    rows = []
+    for (p, comp), ok in zip(solutions, correct):
+        pre = [None] * len(prompts[p])
+        tail = [float(ok)] * len(comp) if per_token else [None] * (len(comp) - 1) + [float(ok)]
+        rows.append((prompts[p] + comp, pre + tail))
+    return rows
+
+
+def prm_rows(prompts, solutions, labels, kind: str):
+    """(ids, targets): the MC label (soft or hard) at the last token of every step."""
+    rows = []
+    for (p, comp), lab in zip(solutions, labels):
+        targets = [None] * (len(prompts[p]) + len(comp))
+        for end, soft, hard in zip(lab["ends"], lab["soft"], lab["hard"]):
+            targets[len(prompts[p]) + end] = soft if kind == "soft" else float(hard)
+        rows.append((prompts[p] + comp, targets))
+    return rows
+
+
+def _sample_solutions(cfg, pool, prompts):
+    from reasonlab.engine.sampler import SamplingConfig
+
+    batch = pool.sample(prompts, SamplingConfig(n=cfg.samples, max_new_tokens=cfg.max_new_tokens,
+                                                temperature=cfg.temperature, seed=cfg.seed))
+    return [(p, c) for p, c in zip(batch.prompt_index, batch.completion_ids)]
+
+
+class _Pool:
+    """ParallelSampler with the tokenizer's ids bound (sample(prompts, cfg) -> SampleBatch)."""
+
+    def __init__(self, model, tokenizer, workers):
+        from reasonlab.engine.parallel import ParallelSampler
+
+        self.inner = ParallelSampler(model, workers)
+        self.eos_id, self.pad_id = tokenizer.eos_id, tokenizer.pad_id
+
+    def sample(self, prompts, scfg):
+        return self.inner.sample(prompts, scfg, eos_id=self.eos_id, pad_id=self.pad_id)
+
+    def close(self):
+        self.inner.close()
+
+
+def train_verifiers(cfg: VerifierTrainConfig) -> dict:
+    import torch
+
+    from reasonlab.eval.run import EvalConfig, make_task
+    from reasonlab.io import (
+        atomic_write_json,
+        make_run_dir,
+        read_jsonl,
+        run_metadata,
+        write_jsonl,
+    )
+    from reasonlab.models.checkpoint import load_checkpoint
+    from reasonlab.verifiers.mc_labels import mc_step_labels, oracle_agreement
+    from reasonlab.verifiers.value_model import (
+        ValueTrainConfig,
+        make_value_model,
+        save_value_model,
+        train_value_model,
+    )
+
+    _check(cfg)
+    t0 = time.perf_counter()
+    run = make_run_dir(cfg.runs_dir, cfg.name)
+    policy, tokenizer, _ = load_checkpoint(cfg.model)
+    task = make_task(EvalConfig(task=cfg.task))
+    problems = task.generate(cfg.problems, seed=cfg.seed, split="train", **cfg.generate)
+    prompts = [tokenizer.encode(task.format_prompt(p, cfg.template)) for p in problems]
+    labels_path = run / "labels.jsonl"
+    timings = {}
+    if cfg.resume and labels_path.exists():
+        saved = read_jsonl(labels_path, ["problem", "completion", "correct"])
+        solutions = [(r["problem"], r["completion"]) for r in saved]
+        correct = [r["correct"] for r in saved]
+        labels = [r["mc"] for r in saved if r.get("mc")]
+        mc_solutions = [(r["problem"], r["completion"]) for r in saved if r.get("mc")]
+    else:
+        pool = _Pool(policy, tokenizer, cfg.workers or os.cpu_count() or 1)
+        try:
+            solutions = _sample_solutions(cfg, pool, prompts)
+            timings["sample_s"] = round(time.perf_counter() - t0, 1)
+            correct = [task.verify(problems[p], tokenizer.decode(c)).correct for p, c in solutions]
+            mc_solutions = [s for i, s in enumerate(solutions) if i % cfg.samples < cfg.prm_samples]
+            t1 = time.perf_counter()
+            labels = mc_step_labels(task, tokenizer, problems, prompts, mc_solutions, pool.sample, cfg.mc_k,
+                                    cfg.max_new_tokens, cfg.temperature, seed=cfg.seed + 1)
+            timings["mc_label_s"] = round(time.perf_counter() - t1, 1)
+        finally:
+            pool.close()
+        mc_by_index = iter(labels)
+        write_jsonl(labels_path, [{"problem": p, "completion": c, "correct": ok,
+                                   "mc": next(mc_by_index) if i % cfg.samples < cfg.prm_samples else None}
+                                  for i, ((p, c), ok) in enumerate(zip(solutions, correct))])
+    agreement = oracle_agreement(task, tokenizer, problems, mc_solutions, labels) if cfg.task == "arith" else None
+    vcfg = ValueTrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed)
+    torch.manual_seed(cfg.seed)
+    out = {}
+    for kind, rows in (("orm", orm_rows(prompts, solutions, correct, cfg.orm_targets == "token")),
+                       ("prm", prm_rows(prompts, mc_solutions, labels, cfg.prm_targets))):
+        t1 = time.perf_counter()
+        model = make_value_model(policy)
+        losses = train_value_model(model, rows, vcfg, tokenizer.pad_id, log=print)
+        save_value_model(run / kind, model, tokenizer, {"kind": kind, "policy": cfg.model,
+                                                        "targets": cfg.orm_targets if kind == "orm" else cfg.prm_targets})
+        out[kind] = {"rows": len(rows), "steps": len(losses), "first_loss": losses[0],
+                     "final_loss": sum(losses[-20:]) / len(losses[-20:]),
+                     "train_s": round(time.perf_counter() - t1, 1)}
+    summary = {"stage": "verifiers", "run_dir": str(run), "solutions": len(solutions),
+               "solution_accuracy": sum(correct) / max(1, len(correct)), "mc_solutions": len(mc_solutions),
+               "mc_k": cfg.mc_k, "mc_steps": sum(len(r["ends"]) for r in labels), "agreement": agreement,
+               "models": out, "timings": {**timings, "total_s": round(time.perf_counter() - t0, 1)},
+               **run_metadata(cfg.seed)}
+    atomic_write_json(run / "summary.json", summary)
+    return summary

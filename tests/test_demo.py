@@ -1,0 +1,30 @@
+"""The demo chains every stage; its quick mode runs the whole chain on tiny budgets."""
+import json
+
+import pytest
+
+from reasonlab.config import ConfigError
+from reasonlab.demo import DemoConfig, run_demo
+
+
+@pytest.mark.slow
+def test_quick_demo_runs_every_stage_and_writes_the_report(tmp_path):
+    summary = run_demo(DemoConfig(runs_dir=str(tmp_path), quick=True))
+    assert set(summary["stage_seconds"]) == {"pretrain", "verifiers", "sweep", "grpo", "rft"}
+    report = (tmp_path / "demo" / "results.md").read_text()
+    for section in ("### Base model", "### Test-time compute", "### RL with verifiable rewards"):
+        assert section in report
+    sweep = json.loads((tmp_path / "demo_sweep" / "summary.json").read_text())
+    assert {p["method"] for p in sweep["points"]} >= {"majority", "best_of_n_prm", "mcts", "dvts"}
+    for stage in ("grpo", "rft"):
+        assert (tmp_path / f"demo_{stage}" / "model" / "model.safetensors").exists()
+    # later stages alone re-use the artifacts of the earlier ones
+    again = run_demo(DemoConfig(runs_dir=str(tmp_path), quick=True, stages=["rft"]))
+    assert list(again["stage_seconds"]) == ["rft"]
+
+
+def test_unknown_stage_and_missing_base_model_are_clear(tmp_path):
+    with pytest.raises(ConfigError, match="unknown stage"):
+        run_demo(DemoConfig(runs_dir=str(tmp_path), stages=["pretrain", "dpo"]))
+    with pytest.raises(FileNotFoundError, match="run the pretrain stage first"):
+        run_demo(DemoConfig(runs_dir=str(tmp_path), stages=["grpo"]))
