@@ -126,9 +126,26 @@ def _run_stage(stage: str, cfg: DemoConfig, base_model: Path) -> dict:
         overrides.append(f"--model={base_model}")
     if stage == "sweep":
         overrides.append(f"--verifiers={root / (cfg.name + '_verifiers')}")
+    if stage == "rft" and not cfg.quick:
+        overrides += _matched_rounds(root / f"{cfg.name}_grpo" / "summary.json", RECIPES["rft"])
     if cfg.quick:
         overrides += QUICK[stage]
     return fn(load_config(config_cls, find_recipe(RECIPES[stage]), overrides))
+
+
+def _matched_rounds(grpo_summary: Path, rft_recipe: str) -> list[str]:
+    """RFT rounds that spend the sample budget GRPO actually spent (its ``samples``), so the two
+    are compared at equal samples; no override when GRPO has not run."""
+    import math
+
+    import yaml
+
+    if not grpo_summary.exists():
+        return []
+    samples = json.loads(grpo_summary.read_text())["samples"]
+    recipe = yaml.safe_load(find_recipe(rft_recipe).read_text())
+    per_round = recipe["prompts_per_round"] * recipe["samples_per_prompt"]
+    return [f"--rounds={max(1, math.floor(samples / per_round + 0.5))}"]
 
 
 def _stage_entry(stage: str):

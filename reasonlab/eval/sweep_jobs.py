@@ -55,10 +55,10 @@ def score_job(job: ScoreJob) -> list[list[list[float]]]:
     """Per problem, per sample: the value model's score after every completion token."""
     from reasonlab.engine.tiny import LlamaRunner
     from reasonlab.verifiers.scorers import ValueScorer
-    from reasonlab.verifiers.value_model import load_value_model
+    from reasonlab.verifiers.value_model import load_value_model, lp_weight
 
     model, tokenizer, _ = load_value_model(job.verifier_dir)
-    scorer = ValueScorer(LlamaRunner(model, dtype=_dtype(job.dtype)), tokenizer.pad_id)
+    scorer = ValueScorer(LlamaRunner(model, dtype=_dtype(job.dtype)), tokenizer.pad_id, lp_weight=lp_weight(model))
     out = []
     for start in range(0, len(job.problems), job.chunk):
         comps = job.completions[start: start + job.chunk]
@@ -91,7 +91,7 @@ def search_job(job: SearchJob):
     from reasonlab.models.checkpoint import load_checkpoint
     from reasonlab.search import Policy, SearchConfig, get_strategy
     from reasonlab.verifiers.scorers import ValueScorer
-    from reasonlab.verifiers.value_model import load_value_model
+    from reasonlab.verifiers.value_model import load_value_model, lp_weight
 
     t0 = time.perf_counter()
     model, tokenizer, _ = load_checkpoint(job.model)
@@ -101,7 +101,8 @@ def search_job(job: SearchJob):
     strategy, cfg = get_strategy(job.method), SearchConfig(**job.search)
     results = []
     for start in range(0, len(job.problems), job.chunk):
-        scorer = ValueScorer(LlamaRunner(verifier, dtype=_dtype(job.dtype)), tokenizer.pad_id) if verifier else None
+        scorer = (ValueScorer(LlamaRunner(verifier, dtype=_dtype(job.dtype)), tokenizer.pad_id,
+                              lp_weight=lp_weight(verifier)) if verifier else None)
         with torch.inference_mode():
             results += strategy(job.problems[start: start + job.chunk], policy, scorer, cfg)
     return results, time.perf_counter() - t0

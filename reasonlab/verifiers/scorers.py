@@ -78,14 +78,34 @@ def step_scores(tokens: list[int], token_scores: list[float], sep_id: int) -> li
     return [token_scores[i] for i in step_ends(tokens, sep_id)]
 
 
+@dataclass
+class _LpState:
+    """A value model's backend state plus, per row, the log-probability features of the tokens
+    fed so far (LM-feature models): the next-token log-probs ``prev`` (rows, V), their running
+    ``total``, ``count`` and ``low`` (min)."""
+    inner: Any
+    prev: torch.Tensor
+    total: torch.Tensor
+    count: torch.Tensor
+    low: torch.Tensor
+
+    def select(self, runner, rows):
+        return _LpState(runner.select(self.inner, rows), self.prev[rows], self.total[rows], self.count[rows],
+                        self.low[rows])
+
+
 class ValueScorer:
     """A value-head model (``verifiers.value_model``) run through any ``CausalLM`` backend whose
-    'logits' are the head's outputs; ``head`` picks the output column."""
+    'logits' are the head's outputs; ``head`` picks the output column. With ``lp_weight`` (the
+    (outputs, 2) weights of a model with LM features) the logits also hold the next-token
+    logits from column ``outputs`` on, and the score adds the weighted running mean / min of the
+    fed tokens' log-probabilities (as ``value_model.value_logits`` does on a full forward)."""
 
     network = True
 
-    def __init__(self, runner: CausalLM, pad_id: int = 0, head: int = 0):
-        self.runner, self.pad_id, self.head = runner, pad_id, head
+    def __init__(self, runner: CausalLM, pad_id: int = 0, head: int = 0, lp_weight: torch.Tensor | None = None):
+        self.runner, self.pad_id, self.head, self.lp_weight = runner, pad_id, head, lp_weight
+        self.outputs = None if lp_weight is None else lp_weight.shape[0]
 
     @property
     def tokens_encoded(self) -> int:
@@ -93,8 +113,26 @@ class ValueScorer:
 
     def start(self, problems, prompts, copies, max_new):
         ids, valid = left_pad(prompts, self.pad_id)
-        _, state = self.runner.prefill(ids, valid, max_new, copies=copies)
-        return state
+        logits, state = self.runner.prefill(ids, valid, max_new, copies=copies)
+        if self.lp_weight is None:
+            return state
+        n = logits.shape[0]
+        return _LpState(state, torch.log_softmax(logits[:, self.outputs:].float(), -1), torch.zeros(n),
+                        torch.zeros(n), torch.full((n,), float("inf")))
+
+    def _step(self, state, toks: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
+        """Feed one token per row (inactive rows do not advance); the rows' scores."""
+        if self.lp_weight is None:
+            return torch.sigmoid(self.runner.decode(state, toks, active)[:, self.head].float())
+        lp = state.prev.gather(1, toks[:, None])[:, 0]
+        state.total = torch.where(active, state.total + lp, state.total)
+        state.count = torch.where(active, state.count + 1, state.count)
+        state.low = torch.where(active, torch.minimum(state.low, lp), state.low)
+        out = self.runner.decode(state.inner, toks, active).float()
+        state.prev = torch.where(active[:, None], torch.log_softmax(out[:, self.outputs:], -1), state.prev)
+        feats = torch.stack([state.total / state.count.clamp(min=1),
+                             torch.where(state.count > 0, state.low, torch.zeros_like(state.low))], 1)
+        return torch.sigmoid(out[:, self.head] + feats @ self.lp_weight[self.head])
 
     @torch.inference_mode()
     def extend(self, state, chunks):
@@ -105,16 +143,17 @@ class ValueScorer:
             toks[r, : len(c)] = torch.tensor(c, dtype=torch.long)
         vals = torch.zeros(len(chunks), max(1, width))
         for t in range(width):
-            active = lens > t
-            out = self.runner.decode(state, toks[:, t], active)
-            vals[:, t] = torch.sigmoid(out[:, self.head].float())
+            vals[:, t] = self._step(state, toks[:, t], lens > t)
         return [vals[r, :n].tolist() for r, n in enumerate(lens.tolist())]
 
     def select(self, state, rows):
-        return self.runner.select(state, rows)
+        return self.runner.select(state, rows) if self.lp_weight is None else state.select(self.runner, rows)
 
     def concat(self, states):
-        return self.runner.concat(states)
+        if self.lp_weight is None:
+            return self.runner.concat(states)
+        return _LpState(self.runner.concat([s.inner for s in states]),
+                        *(torch.cat([getattr(s, f) for s in states]) for f in ("prev", "total", "count", "low")))
 
     @torch.inference_mode()
     def score(self, problems, prompts, copies, completions, compact_below: float = 0.5) -> list[list[float]]:
@@ -133,9 +172,8 @@ class ValueScorer:
             active = lens[rows] > t
             if active.sum() < compact_below * rows.numel():
                 keep = active.nonzero()[:, 0]
-                state, rows, active = self.runner.select(state, keep), rows[keep], active[keep]
-            out = self.runner.decode(state, toks[rows, t], active)
-            vals[rows, t] = torch.sigmoid(out[:, self.head].float())
+                state, rows, active = self.select(state, keep), rows[keep], active[keep]
+            vals[rows, t] = self._step(state, toks[rows, t], active)
         return [vals[r, :n].tolist() for r, n in enumerate(lens.tolist())]
 
 

@@ -23,6 +23,7 @@ class VerifierTrainConfig:
     samples: int = 4                  # solutions per problem (ORM data)
     prm_samples: int = 2              # of those, how many get Monte-Carlo step labels
     mc_k: int = 8                     # rollouts per step prefix
+    mc_temperature: float = 0.0       # rollout temperature of the MC labels (0: same as `temperature`)
     prm_targets: str = "soft"         # soft | hard
     orm_targets: str = "token"        # token (Cobbe et al.) | solution (last token only)
     template: str = "r1"
@@ -32,6 +33,12 @@ class VerifierTrainConfig:
     epochs: int = 2
     batch_size: int = 32
     lr: float = 1e-3
+    pairwise: float = 0.0             # weight of the within-problem ranking loss (0: BCE only)
+    val_fraction: float = 0.0         # training problems held out to validate the verifiers
+    feature_lr: float = 0.05          # learning rate of the log-prob feature weights
+    lm_features: bool = False         # value models also read the policy's token log-probs (value_model)
+    prm_outcomes: bool = False        # PRM also sees the solutions without rollouts, on their last step only
+    kinds: list[str] = field(default_factory=lambda: ["orm", "prm"])
     seed: int = 7
     resume: bool = False
 
@@ -45,6 +52,12 @@ def _check(cfg: VerifierTrainConfig) -> None:
         raise ConfigError(f"orm_targets must be token or solution, got {cfg.orm_targets!r}")
     if not 1 <= cfg.prm_samples <= cfg.samples:
         raise ConfigError(f"need 1 <= prm_samples <= samples, got {cfg.prm_samples} and {cfg.samples}")
+    if not 0.0 <= cfg.val_fraction < 1.0:
+        raise ConfigError(f"val_fraction must be in [0, 1), got {cfg.val_fraction}")
+    if cfg.pairwise < 0 or cfg.mc_temperature < 0:
+        raise ConfigError("pairwise and mc_temperature must be >= 0")
+    if not cfg.kinds or set(cfg.kinds) - {"orm", "prm"}:
+        raise ConfigError(f"kinds must be a non-empty subset of [orm, prm], got {cfg.kinds}")
     if not cfg.model:
         raise FileNotFoundError("verifiers needs the policy: pass --model=<checkpoint dir>")
 
@@ -68,6 +81,19 @@ def prm_rows(prompts, solutions, labels, kind: str):
             targets[len(prompts[p]) + end] = soft if kind == "soft" else float(hard)
         rows.append((prompts[p] + comp, targets))
     return rows
+
+
+def prm_data(prompts, solutions, correct, mc_solutions, labels, cfg):
+    """(solutions, rows, rank positions) of the PRM: the MC-labelled solutions, and with
+    ``prm_outcomes`` the other sampled solutions too, supervised on their last step only with the
+    label MC gives a last step (the solution's own verdict)."""
+    sols, rows = list(mc_solutions), prm_rows(prompts, mc_solutions, labels, cfg.prm_targets)
+    if cfg.prm_outcomes:
+        labelled = {(s[0], tuple(s[1])) for s in mc_solutions}
+        rest = [(s, ok) for s, ok in zip(solutions, correct) if (s[0], tuple(s[1])) not in labelled]
+        sols += [s for s, _ in rest]
+        rows += orm_rows(prompts, [s for s, _ in rest], [ok for _, ok in rest], per_token=False)
+    return sols, rows, None
 
 
 def _sample_solutions(cfg, pool, prompts):
@@ -107,6 +133,7 @@ def train_verifiers(cfg: VerifierTrainConfig) -> dict:
     )
     from reasonlab.models.checkpoint import load_checkpoint
     from reasonlab.verifiers.mc_labels import mc_step_labels, oracle_agreement
+    from reasonlab.verifiers.validate import validation_report
     from reasonlab.verifiers.value_model import (
         ValueTrainConfig,
         make_value_model,
@@ -138,7 +165,7 @@ def train_verifiers(cfg: VerifierTrainConfig) -> dict:
             mc_solutions = [s for i, s in enumerate(solutions) if i % cfg.samples < cfg.prm_samples]
             t1 = time.perf_counter()
             labels = mc_step_labels(task, tokenizer, problems, prompts, mc_solutions, pool.sample, cfg.mc_k,
-                                    cfg.max_new_tokens, cfg.temperature, seed=cfg.seed + 1)
+                                    cfg.max_new_tokens, cfg.mc_temperature or cfg.temperature, seed=cfg.seed + 1)
             timings["mc_label_s"] = round(time.perf_counter() - t1, 1)
         finally:
             pool.close()
@@ -147,22 +174,39 @@ def train_verifiers(cfg: VerifierTrainConfig) -> dict:
                                    "mc": next(mc_by_index) if i % cfg.samples < cfg.prm_samples else None}
                                   for i, ((p, c), ok) in enumerate(zip(solutions, correct))])
     agreement = oracle_agreement(task, tokenizer, problems, mc_solutions, labels) if cfg.task == "arith" else None
-    vcfg = ValueTrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed)
+    vcfg = ValueTrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed,
+                            pairwise=cfg.pairwise, feature_lr=cfg.feature_lr)
     torch.manual_seed(cfg.seed)
+    n_train = len(problems) - round(cfg.val_fraction * len(problems))
+    val = [i for i, (p, _) in enumerate(solutions) if p >= n_train]
+    sep_id = tokenizer.encode(task.step_separator)[0]
+    data = {"orm": (solutions, orm_rows(prompts, solutions, correct, cfg.orm_targets == "token"),
+                    [[len(prompts[p]) + len(c) - 1] for p, c in solutions]),
+            "prm": prm_data(prompts, solutions, correct, mc_solutions, labels, cfg)}
     out = {}
-    for kind, rows in (("orm", orm_rows(prompts, solutions, correct, cfg.orm_targets == "token")),
-                       ("prm", prm_rows(prompts, mc_solutions, labels, cfg.prm_targets))):
+    for kind in cfg.kinds:
+        sols, rows, rank_pos = data[kind]
+        keep = [i for i, (p, _) in enumerate(sols) if p < n_train]
         t1 = time.perf_counter()
-        model = make_value_model(policy)
-        losses = train_value_model(model, rows, vcfg, tokenizer.pad_id, log=print)
+        model = make_value_model(policy, lm_features=cfg.lm_features)
+        losses = train_value_model(model, [rows[i] for i in keep], vcfg, tokenizer.pad_id, log=print,
+                                   starts=[len(prompts[sols[i][0]]) for i in keep],
+                                   groups=[sols[i][0] for i in keep],
+                                   rank_positions=None if rank_pos is None else [rank_pos[i] for i in keep])
         save_value_model(run / kind, model, tokenizer, {"kind": kind, "policy": cfg.model,
-                                                        "targets": cfg.orm_targets if kind == "orm" else cfg.prm_targets})
-        out[kind] = {"rows": len(rows), "steps": len(losses), "first_loss": losses[0],
+                                                        "targets": cfg.orm_targets if kind == "orm" else cfg.prm_targets,
+                                                        "pairwise": cfg.pairwise})
+        out[kind] = {"rows": len(keep), "steps": len(losses), "first_loss": losses[0],
                      "final_loss": sum(losses[-20:]) / len(losses[-20:]),
                      "train_s": round(time.perf_counter() - t1, 1)}
+        if val:
+            out[kind]["validation"] = validation_report(model, prompts, [solutions[i] for i in val],
+                                                        [correct[i] for i in val], sep_id, tokenizer.pad_id)
+            print(kind, "validation", out[kind]["validation"])
     summary = {"stage": "verifiers", "run_dir": str(run), "solutions": len(solutions),
                "solution_accuracy": sum(correct) / max(1, len(correct)), "mc_solutions": len(mc_solutions),
-               "mc_k": cfg.mc_k, "mc_steps": sum(len(r["ends"]) for r in labels), "agreement": agreement,
+               "mc_k": cfg.mc_k, "mc_temperature": cfg.mc_temperature or cfg.temperature,
+               "mc_steps": sum(len(r["ends"]) for r in labels), "agreement": agreement, "train_problems": n_train,
                "models": out, "timings": {**timings, "total_s": round(time.perf_counter() - t0, 1)},
                **run_metadata(cfg.seed)}
     atomic_write_json(run / "summary.json", summary)
