@@ -7,11 +7,13 @@ results survive an interrupted run. Nothing here imports torch.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import importlib.metadata
 import json
 import os
 import platform
+import shutil
 import socket
 import subprocess
 import sys
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 __all__ = [
+    "atomic_directory",
     "DataError", "iter_jsonl", "read_jsonl", "write_jsonl", "append_jsonl", "read_json",
     "atomic_write_bytes", "atomic_write_text", "atomic_write_json", "to_json", "make_run_dir",
     "git_revision", "git_dirty", "run_metadata",
@@ -133,6 +136,30 @@ def _fsync_dir(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | Path) -> Iterator[Path]:
+    """Write a whole directory atomically: fill the yielded ``<path>.tmp``; on normal exit its
+    files are fsynced and it replaces ``path`` by renames (the previous version is kept as
+    ``<path>.old`` until the swap is done, so a crash leaves one complete directory). On an
+    exception nothing is swapped and ``path`` is untouched."""
+    final = Path(path)
+    tmp, old = final.with_name(final.name + ".tmp"), final.with_name(final.name + ".old")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    yield tmp
+    for item in tmp.rglob("*"):
+        if item.is_file():
+            with open(item, "rb") as f:
+                os.fsync(f.fileno())
+    _fsync_dir(tmp)
+    if final.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+    os.replace(tmp, final)
+    _fsync_dir(final.parent)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:

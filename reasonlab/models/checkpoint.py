@@ -11,14 +11,13 @@ either the old or the new checkpoint complete (``resolve_checkpoint`` also accep
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from dataclasses import asdict, fields
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from reasonlab.io import atomic_directory
 from reasonlab.models.llama import Llama, LlamaConfig
 from reasonlab.models.tokenizer import EOS, PAD, CharTokenizer
 
@@ -79,23 +78,14 @@ def hf_config(cfg: LlamaConfig, extra: dict | None = None) -> dict:
 def save_checkpoint(directory: str | Path, model: Llama, tokenizer: CharTokenizer,
                     trainer_state: dict | None = None, extra: dict | None = None) -> Path:
     """Write a complete checkpoint directory atomically; returns its path."""
-    final = Path(directory)
-    tmp, old = final.with_name(final.name + ".tmp"), final.with_name(final.name + ".old")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_file(to_hf_state_dict(model), str(tmp / "model.safetensors"), metadata={"format": "pt"})
-    (tmp / "config.json").write_text(json.dumps(hf_config(model.cfg, extra), indent=1))
-    (tmp / "generation_config.json").write_text(json.dumps({"eos_token_id": EOS, "pad_token_id": PAD}))
-    tokenizer.save(tmp)
-    if trainer_state is not None:
-        torch.save(trainer_state, tmp / "trainer_state.pt")
-    _fsync_dir(tmp)
-    if final.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(final, old)
-    os.replace(tmp, final)
-    shutil.rmtree(old, ignore_errors=True)
-    return final
+    with atomic_directory(directory) as tmp:
+        save_file(to_hf_state_dict(model), str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        (tmp / "config.json").write_text(json.dumps(hf_config(model.cfg, extra), indent=1))
+        (tmp / "generation_config.json").write_text(json.dumps({"eos_token_id": EOS, "pad_token_id": PAD}))
+        tokenizer.save(tmp)
+        if trainer_state is not None:
+            torch.save(trainer_state, tmp / "trainer_state.pt")
+    return Path(directory)
 
 
 def resolve_checkpoint(directory: str | Path) -> Path:
@@ -125,9 +115,3 @@ def load_checkpoint(directory: str | Path, map_location: str = "cpu"
     state_path = path / "trainer_state.pt"
     state = torch.load(state_path, map_location=map_location, weights_only=False) if state_path.exists() else None
     return model, tokenizer, state
-
-
-def _fsync_dir(directory: Path) -> None:
-    for p in directory.iterdir():
-        with open(p, "rb") as f:
-            os.fsync(f.fileno())

@@ -268,27 +268,18 @@ def load_policy(path: str):
 def save_policy(directory, model, tokenizer, trainer_state: dict | None = None) -> None:
     """An atomic checkpoint directory: ``save_checkpoint`` for the tiny model; for a Hugging Face
     model ``save_pretrained`` + tokenizer + ``trainer_state.pt``, swapped in by a rename."""
-    import shutil
-    from pathlib import Path
-
+    from reasonlab.io import atomic_directory
     from reasonlab.models.checkpoint import save_checkpoint
     from reasonlab.models.llama import Llama
 
     if isinstance(model, Llama):
         save_checkpoint(directory, model, tokenizer, trainer_state=trainer_state)
         return
-    final = Path(directory)
-    tmp, old = final.with_name(final.name + ".tmp"), final.with_name(final.name + ".old")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(str(tmp))
-    tokenizer.save(tmp)
-    if trainer_state is not None:
-        torch.save(trainer_state, tmp / "trainer_state.pt")
-    if final.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        final.rename(old)
-    tmp.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
+    with atomic_directory(directory) as tmp:
+        model.save_pretrained(str(tmp))
+        tokenizer.save(tmp)
+        if trainer_state is not None:
+            torch.save(trainer_state, tmp / "trainer_state.pt")
 
 
 def _frozen(path: str):

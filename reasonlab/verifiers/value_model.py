@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import shutil
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -94,22 +92,15 @@ def value_logits(model: Llama, ids: torch.Tensor, starts: list[int] | None = Non
 def save_value_model(directory: str | Path, model: Llama, tokenizer, meta: dict | None = None) -> Path:
     from safetensors.torch import save_file
 
-    path = Path(directory)
-    tmp = path.with_name(path.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    from reasonlab.io import atomic_directory
+
     info = {"llama": asdict(model.cfg), "outputs": value_outputs(model),
             "lm_features": getattr(model, "lp_head", None) is not None, **(meta or {})}
-    (tmp / "config.json").write_text(json.dumps({"reasonlab_value": info}, indent=1))
-    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
-    tokenizer.save(tmp)
-    old = path.with_name(path.name + ".old")
-    if path.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(path, old)
-    os.replace(tmp, path)
-    shutil.rmtree(old, ignore_errors=True)
-    return path
+    with atomic_directory(directory) as tmp:
+        (tmp / "config.json").write_text(json.dumps({"reasonlab_value": info}, indent=1))
+        save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
+        tokenizer.save(tmp)
+    return Path(directory)
 
 
 def load_value_model(directory: str | Path):
