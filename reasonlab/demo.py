@@ -79,6 +79,17 @@ def results_table(summary: dict) -> str:
     return head + "\n\n" + "\n".join(lines) + "\n"
 
 
+def agreement_line(summary: dict) -> str:
+    """How often the verifier stage's hard MC labels agree with the arith oracle."""
+    a, k = summary.get("agreement"), summary.get("mc_k")
+    if not a or f"agreement@{k}" not in a:
+        return "(no oracle for this task)\n"
+    consistent = a.get(f"consistent_agreement@{k}")
+    extra = "" if consistent is None else f"; consistent hard labels {consistent:.3f}"
+    return (f"K={k} rollouts per step, {a['steps']:,} reasoning steps: Math-Shepherd hard labels agree on "
+            f"{a[f'agreement@{k}']:.3f}{extra}.\n")
+
+
 def sweep_table(summary: dict, ns: tuple[int, ...] = (4, 16, 64)) -> str:
     """Accuracy [95% CI] of every method at a few budgets, with tokens per problem."""
     points = {(p["method"], p["n"]): p for p in summary["points"]}
@@ -174,6 +185,10 @@ def report(cfg: DemoConfig) -> str:
     if base_path.exists():
         base = json.loads(base_path.read_text())
         parts.append("### Base model (pretraining)\n\n" + results_table(base))
+        verifiers_path = root / f"{cfg.name}_verifiers" / "summary.json"
+        if verifiers_path.exists():
+            parts.append("### Monte-Carlo step labels against the arith oracle\n\n"
+                         + agreement_line(json.loads(verifiers_path.read_text())))
         sweep_path = root / f"{cfg.name}_sweep" / "summary.json"
         if sweep_path.exists():
             parts.append("### Test-time compute on the base model\n\n" + sweep_table(json.loads(sweep_path.read_text())))

@@ -307,3 +307,22 @@ def test_works_with_dataclass_instances_untouched():
     other = load_config(PretrainConfig, None, [])
     assert other.ks == [1, 4] and cfg.ks == [3]
     assert dataclasses.is_dataclass(cfg)
+
+
+def test_every_shipped_recipe_loads_into_its_stage_config():
+    from pathlib import Path
+
+    from reasonlab.eval.sweep import SweepConfig
+    from reasonlab.train.grpo import GRPOConfig
+    from reasonlab.train.pretrain import PretrainConfig as Pretrain
+    from reasonlab.train.rft import RFTConfig
+    from reasonlab.verifiers.train import VerifierTrainConfig
+
+    stage = {"tiny": Pretrain, "countdown_tiny": Pretrain, "r1_zero_tiny": GRPOConfig,
+             "r1_zero_countdown_tiny": GRPOConfig, "rft_tiny": RFTConfig, "verifiers_tiny": VerifierTrainConfig,
+             "sweep_tiny": SweepConfig}
+    recipes = sorted(Path(__file__).resolve().parent.parent.glob("recipes/*.yaml"))
+    assert {r.stem for r in recipes} == set(stage), "a new recipe needs an entry here"
+    for recipe in recipes:
+        cfg = load_config(stage[recipe.stem], str(recipe), [])
+        assert cfg.name == recipe.stem

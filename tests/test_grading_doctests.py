@@ -5,7 +5,8 @@ import pytest
 
 MODULES = ["reasonlab.grading.numeric", "reasonlab.grading.extract", "reasonlab.grading.expr",
            "reasonlab.grading.symbolic", "reasonlab.grading.worker", "reasonlab.tasks",
-           "reasonlab.tasks.base", "reasonlab.tasks.prompts"]
+           "reasonlab.tasks.base", "reasonlab.tasks.prompts", "reasonlab.verifiers.mc_labels",
+           "reasonlab.verifiers.oracle"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -8,36 +8,12 @@ import torch
 from reasonlab.config import ConfigError, load_config
 from reasonlab.engine.sampler import SampleBatch, SamplingConfig
 from reasonlab.models.checkpoint import save_checkpoint
-from reasonlab.models.llama import Llama, LlamaConfig
-from reasonlab.models.tokenizer import CharTokenizer
 from reasonlab.train import rl
 from reasonlab.train.grpo import GRPOConfig, LossConfig, grpo, update
 from reasonlab.train.logprobs import completion_logprobs
 from reasonlab.train.rl_monitor import PreflightError, preflight
 from reasonlab.train.rollout import Group, Row, batch_tensors, generate
-
-
-def tiny_model(seed=0):
-    tok = CharTokenizer()
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=tok.vocab_size, d_model=32, n_layers=2, n_heads=2, n_kv_heads=2, d_ff=64,
-                      max_seq_len=256)
-    return Llama(cfg), tok
-
-
-def random_groups(p=2, g=4, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    groups = []
-    for i in range(p):
-        prompt = torch.randint(3, 140, (int(torch.randint(3, 8, (1,), generator=gen)),), generator=gen).tolist()
-        rows = []
-        for _ in range(g):
-            n = int(torch.randint(2, 9, (1,), generator=gen))
-            ids = torch.randint(3, 140, (n,), generator=gen).tolist()
-            rows.append(Row(ids=ids, logprobs=(-torch.rand(n, generator=gen)).tolist(), finish="eos"))
-        groups.append(Group(i, prompt, rows))
-    adv = torch.randn(p, g, generator=gen)
-    return groups, adv
+from rl_helpers import random_groups, tiny_model
 
 
 def cfg_for(**kw):

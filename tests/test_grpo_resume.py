@@ -7,26 +7,17 @@ import sys
 import time
 
 import pytest
-import torch
 
 from reasonlab.models.checkpoint import save_checkpoint
-from reasonlab.models.llama import Llama, LlamaConfig
-from reasonlab.models.tokenizer import CharTokenizer
 from reasonlab.train.grpo import TIMING_KEYS
+from rl_helpers import tiny_model
 
 STEPS = 8
 
 
-def tiny_model():
-    tok = CharTokenizer()
-    torch.manual_seed(0)
-    return Llama(LlamaConfig(vocab_size=tok.vocab_size, d_model=32, n_layers=2, n_heads=2, n_kv_heads=2, d_ff=64,
-                             max_seq_len=256)), tok
-
-
-def args(model, runs, name):
+def args(model, runs, name, backend):
     return [sys.executable, "-m", "reasonlab.cli", "grpo", f"--model={model}", f"--runs_dir={runs}", f"--name={name}",
-            "--backend=local", "--deterministic=true", f"--steps={STEPS}", "--ckpt_every=2", "--max_new_tokens=16",
+            f"--backend={backend}", "--workers=2", "--deterministic=true", f"--steps={STEPS}", "--ckpt_every=2", "--max_new_tokens=16",
             "--train_pool=64", "--eval_problems=4", "--eval_n=2", "--eval_every=3", "--prompts_per_step=4",
             "--group_size=4", "--rewards={accuracy: 1.0, length: 1.0}", "--preflight=false", "--final_eval=false",
             "--lr=0.01", "--prompts.mode=curriculum", "--prompts.high=0.5"]
@@ -39,14 +30,15 @@ def metrics(path):
 
 
 @pytest.mark.slow
-def test_sigkill_then_resume_gives_the_same_metrics(tmp_path):
+@pytest.mark.parametrize("backend", ["local", "parallel"])   # parallel: sampling and gradients on 2 workers
+def test_sigkill_then_resume_gives_the_same_metrics(tmp_path, backend):
     model, tok = tiny_model()
     save_checkpoint(tmp_path / "m", model, tok)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.getcwd()}
-    subprocess.run(args(tmp_path / "m", tmp_path, "full"), env=env, check=True, capture_output=True, timeout=300)
+    subprocess.run(args(tmp_path / "m", tmp_path, "full", backend), env=env, check=True, capture_output=True, timeout=300)
 
     log = tmp_path / "killed" / "metrics.jsonl"
-    proc = subprocess.Popen(args(tmp_path / "m", tmp_path, "killed"), env=env, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(args(tmp_path / "m", tmp_path, "killed", backend), env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     deadline = time.time() + 200
     while time.time() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 3):
@@ -56,7 +48,7 @@ def test_sigkill_then_resume_gives_the_same_metrics(tmp_path):
     proc.wait()
     killed_at = len(log.read_text().splitlines())
     assert killed_at < STEPS
-    subprocess.run(args(tmp_path / "m", tmp_path, "killed") + ["--resume=true"], env=env, check=True,
+    subprocess.run(args(tmp_path / "m", tmp_path, "killed", backend) + ["--resume=true"], env=env, check=True,
                    capture_output=True, timeout=300)
 
     full, resumed = metrics(tmp_path / "full" / "metrics.jsonl"), metrics(log)

@@ -79,6 +79,19 @@ def test_mc_labels_of_a_perfect_policy_agree_with_the_oracle():
     agree = oracle_agreement(TASK, TOK, exs, solutions, labels, ks=(1, 4))
     assert agree["agreement@4"] == 1.0 and agree["steps"] > 8
     assert agree["confusion"]["oracle_false_mc_true"] == agree["confusion"]["oracle_true_mc_false"] == 0
+    # consistency only turns labels good: it never adds "oracle right, MC wrong"
+    assert agree["consistent_confusion"]["oracle_true_mc_false"] == 0 and "consistent_agreement@4" in agree
+
+
+def test_consistent_hard_labels_count_later_successes():
+    from reasonlab.verifiers.mc_labels import hard_labels
+
+    rollouts = [[False, False, False], [False, True, False], [False, False, False], [True, True, True]]
+    assert hard_labels(rollouts) == [False, True, False, True]
+    assert hard_labels(rollouts, k=1) == [False, False, False, True]
+    assert hard_labels(rollouts, consistent=True) == [True, True, True, True]
+    assert hard_labels(rollouts[:3], consistent=True) == [True, True, False]      # good up to the last success
+    assert hard_labels([[False]], consistent=True) == [False] and hard_labels([], consistent=True) == []
 
 
 def tiny_policy(seed=0):
@@ -166,3 +179,18 @@ def test_one_shot_scoring_equals_incremental_scoring():
     got = b.score(exs, prompts, 2, comps)
     assert all(torch.allclose(torch.tensor(x), torch.tensor(y), atol=1e-5) for x, y in zip(got, ref))
     assert b.tokens_encoded == a.tokens_encoded
+
+
+def test_completer_must_share_the_policy_tokenizer(tmp_path):
+    from reasonlab.config import ConfigError
+    from reasonlab.models.checkpoint import save_checkpoint
+    from reasonlab.verifiers.train import _completer
+
+    torch.manual_seed(0)
+    model = Llama(LlamaConfig(vocab_size=TOK.vocab_size, d_model=16, n_layers=1, n_heads=2, n_kv_heads=2, d_ff=32,
+                              max_seq_len=64))
+    save_checkpoint(tmp_path / "same", model, TOK)
+    assert isinstance(_completer(str(tmp_path / "same"), TOK), Llama)
+    chars_only = CharTokenizer(words=())
+    with pytest.raises(ConfigError, match="completer: .* different tokenizer"):
+        _completer(str(tmp_path / "same"), chars_only)

@@ -5,7 +5,8 @@ step: ``prompts`` x ``n`` completions (64 by default) of up to ``new_tokens`` to
 accuracy reward from the same verifier, one clipped-ratio update with beta = 0 and the same
 learning rate. A step is rollout + reward + advantage + forward/backward + optimiser step (+ our
 weight refresh to the sampler workers). TRL runs on the CPU with torch's intra-op threads on
-every core; ours samples on one worker process per core and trains in the main process.
+every core; ours samples on one worker process per core, each worker computes the gradient of
+its own groups, and the main process sums them and steps the optimiser (``train.policy_update``).
 Rounds alternate between the sides; completions/s are medians over rounds of ``steps`` steps
 (the first step of each side is a warm-up outside the timing). ``--prompts`` and ``--n`` keep
 their sampler-bench defaults (256, 1) in the shared config; here those mean 8 prompts x 8.

@@ -8,10 +8,15 @@ use every core. Workers are spawned once and kept; the weights travel through sh
 Sharding is by whole prompts (all ``n`` samples of a prompt stay in one worker, so prompt KV is
 still shared), and worker ``w`` samples with seed ``cfg.seed + 1_000_003 * w``: results depend
 on the number of workers, not on timing.
+
+Workers can also run a function on their own copy of the fp32 model (``call``): RL computes the
+gradient of each worker's share of a batch there (``train.policy_update.ParallelGradients``) and
+reads it back from a shared buffer per worker (``grad_buffers=True``).
 """
 from __future__ import annotations
 
 from dataclasses import asdict, replace
+from types import SimpleNamespace
 
 import torch
 import torch.multiprocessing as mp
@@ -22,13 +27,14 @@ from reasonlab.models.llama import Llama, LlamaConfig
 SEED_STRIDE = 1_000_003
 
 
-def _worker(conn, cfg: dict, state: dict, dtype) -> None:
+def _worker(conn, cfg: dict, state: dict, dtype, grads: dict | None) -> None:
     torch.set_num_threads(1)
     from reasonlab.engine.tiny import LlamaRunner
 
     model = Llama(LlamaConfig(**cfg))
     model.load_state_dict(state)
     runner = LlamaRunner(model, dtype=dtype)
+    ctx = SimpleNamespace(model=model, grads=grads)
     while True:
         job = conn.recv()
         if job is None:
@@ -38,8 +44,11 @@ def _worker(conn, cfg: dict, state: dict, dtype) -> None:
             runner = LlamaRunner(model, dtype=dtype)
             conn.send("ok")
             continue
-        prompts, scfg, kwargs = job
         try:
+            if job[0] == "call":                  # ("call", fn, args): fn(ctx, *args) on this worker
+                conn.send(job[1](ctx, *job[2]))
+                continue
+            prompts, scfg, kwargs = job
             conn.send(sample(runner, prompts, scfg, **kwargs))
         except Exception as err:  # noqa: BLE001 - any failure goes back to the caller, who raises it
             conn.send(err)
@@ -49,16 +58,19 @@ def _worker(conn, cfg: dict, state: dict, dtype) -> None:
 class ParallelSampler:
     """``sample`` over ``workers`` processes; use as a context manager (or call ``close``)."""
 
-    def __init__(self, model: Llama, workers: int, dtype: torch.dtype | None = None):
+    def __init__(self, model: Llama, workers: int, dtype: torch.dtype | None = None, grad_buffers: bool = False):
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
         ctx = mp.get_context("spawn")
         state = {k: v.detach().clone().share_memory_() for k, v in model.state_dict().items()}
         self.state = state
+        self.grads = [{k: torch.zeros_like(p).share_memory_() for k, p in model.named_parameters()}
+                      for _ in range(workers)] if grad_buffers else []
         self.conns, self.procs = [], []
-        for _ in range(workers):
+        for w in range(workers):
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_worker, args=(child, asdict(model.cfg), state, dtype), daemon=True)
+            proc = ctx.Process(target=_worker, args=(child, asdict(model.cfg), state, dtype,
+                                                     self.grads[w] if grad_buffers else None), daemon=True)
             proc.start()
             child.close()
             self.conns.append(parent)
@@ -86,6 +98,24 @@ class ParallelSampler:
             logprobs=[part.logprobs[r] for _, _, part, r in rows],
             finish_reasons=[part.finish_reasons[r] for _, _, part, r in rows],
         )
+
+    @property
+    def workers(self) -> int:
+        return len(self.conns)
+
+    def call(self, fn, args: list[tuple]) -> list:
+        """``fn(ctx, *args[w])`` on worker ``w`` for each entry of ``args`` (at most one per worker),
+        in parallel; ``ctx`` has the worker's fp32 ``model`` (current weights) and its shared
+        ``grads`` buffers. ``fn`` must be importable by name (workers are spawned)."""
+        if len(args) > len(self.conns):
+            raise ValueError(f"{len(args)} jobs for {len(self.conns)} workers")
+        for conn, a in zip(self.conns, args):
+            conn.send(("call", fn, tuple(a)))
+        results = [conn.recv() for conn in self.conns[: len(args)]]
+        for r in results:
+            if isinstance(r, Exception):
+                raise r
+        return results
 
     def refresh(self, model: Llama) -> None:
         """Give the workers ``model``'s current weights (same architecture): copy them into the

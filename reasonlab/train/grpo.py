@@ -31,7 +31,9 @@ Deviations from the papers (all deliberate, all configurable where it matters):
   Adam's per-weight step bound otherwise makes slow (docs/LOG.md).
 - Groups enter the update ordered by completion length (the loss is a sum, so order only
   changes float rounding); each group's prompt is encoded once per micro-batch
-  (``train.logprobs``).
+  (``train.logprobs``). With the ``parallel`` backend the gradient of each worker's share of the
+  groups is computed on that worker and summed here (``train.policy_update``); the result is
+  the same gradient up to float rounding.
 """
 from __future__ import annotations
 
@@ -53,9 +55,9 @@ from reasonlab.io import (
     run_metadata,
     write_jsonl,
 )
-from reasonlab.train import rl
+from reasonlab.train import policy_update, rl
 from reasonlab.train.curriculum import PromptSampler
-from reasonlab.train.logprobs import completion_logprobs
+from reasonlab.train.policy_update import UpdateSpec, local_gradients
 from reasonlab.train.rewards import check_weights, score_group
 from reasonlab.train.rl_monitor import (
     heldout_eval,
@@ -112,6 +114,7 @@ class GRPOConfig:
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     micro_batch: int = 64            # rows per forward/backward (gradient accumulation)
+    worker_gradients: bool = True    # parallel backend, beta = 0: each sampler worker computes its shard's gradient
     autocast: str = "bfloat16"       # bfloat16 | none
     backend: str = "parallel"        # rollout.BACKENDS: parallel (tiny, one worker/core) | local
     workers: int = 0                 # 0: one per core
@@ -165,8 +168,8 @@ def train_step(s: State, cfg: GRPOConfig, step: int) -> dict:
     groups, adv, row = collect(s, cfg, step)                       # rollout, rewards, advantages
     t1 = time.perf_counter()
     if groups:
-        batch = batch_tensors(groups, adv, s.tokenizer.pad_id)
-        row.update(update(s.policy, s.ref, s.opt, batch, cfg))      # mu clipped-ratio updates
+        batch = batch_tensors(groups, adv, s.tokenizer.pad_id, policy_update.PAD_TO)
+        row.update(update(s.policy, s.ref, s.opt, batch, cfg, s.gradients))   # mu clipped-ratio updates
         s.refresh(s.policy)                                        # new weights to the sampler
         s.sched.step()                                             # the schedule counts updates
     t2 = time.perf_counter()
@@ -221,8 +224,9 @@ def setup(cfg: GRPOConfig) -> State:
     dtype = {"bfloat16": torch.bfloat16, "float32": None}[cfg.sampler_dtype]
     import os
 
-    s.sample_fn, s.refresh, s.close = BACKENDS[cfg.backend](s.policy, s.tokenizer, dtype,
-                                                             cfg.workers or os.cpu_count() or 1)
+    backend = BACKENDS[cfg.backend](s.policy, s.tokenizer, dtype, cfg.workers or os.cpu_count() or 1)
+    s.sample_fn, s.refresh, s.close = backend.sample, backend.refresh, backend.close
+    s.gradients = backend.gradients if cfg.worker_gradients and cfg.loss.beta <= 0 else local_gradients
     s.t0 = time.perf_counter()
     return s
 
@@ -345,56 +349,11 @@ def collect(s: State, cfg: GRPOConfig, step: int, check: bool = False):
     return [g for g, _ in kept], adv, row
 
 
-def micro_batches(batch: dict, size: int):
-    """Row slices of ``batch`` of ``size`` rows, each with only its groups' prompts and its
-    columns trimmed to its longest completion."""
-    lengths = batch["mask"].sum(1)
-    for lo in range(0, batch["ids"].shape[0], size):
-        sl = slice(lo, lo + size)
-        t = int(lengths[sl].max())
-        used, group = torch.unique(batch["group"][sl], return_inverse=True)
-        tp = int(batch["prompt_len"][used].max())
-        yield sl, {"prompt_ids": batch["prompt_ids"][used, :tp], "prompt_len": batch["prompt_len"][used],
-                   "group": group, "ids": batch["ids"][sl, :t]}, t
-
-
-def update(policy, ref, opt, batch: dict, cfg: GRPOConfig) -> dict:
-    """``cfg.loss.mu`` optimiser steps on one batch, each accumulated over micro-batches.
-    pi_old is fixed before the first step (see the module docstring). -> metrics."""
+def update(policy, ref, opt, batch: dict, cfg: GRPOConfig, gradients=local_gradients) -> dict:
+    """``cfg.loss.mu`` clipped-ratio optimiser steps on one batch (``policy_update.update``)."""
     lc = cfg.loss
-    mask, stale, adv = batch["mask"], batch["stale"], batch["adv"]
-    weights = rl.AGGREGATIONS[lc.aggregation](mask, int(mask.sum(1).max()))    # (B, Tc), whole batch
-    loss_fn = rl.POLICY_LOSSES[lc.policy_loss]
-    old = batch["behavior"].clone()
-    stats = {"loss": 0.0, "kl": 0.0, "clip_frac": 0.0, "entropy": 0.0}
-    n_tok = float(mask.sum())
-    for epoch in range(lc.mu):
-        opt.zero_grad(set_to_none=True)
-        for sl, mb, t in micro_batches(batch, cfg.micro_batch):
-            m, w = mask[sl, :t], weights[sl, :t]
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.autocast == "bfloat16"):
-                logp, ent = completion_logprobs(policy, **mb, with_entropy=True)
-                if epoch == 0:
-                    old[sl, :t] = torch.where(stale[sl, :t], old[sl, :t], logp.detach())
-                per_tok, clipped = loss_fn(logp, old[sl, :t], adv[sl], lc.clip_low, lc.clip_high)
-                if lc.beta > 0:
-                    with torch.no_grad():
-                        ref_logp = completion_logprobs(ref, **mb)
-                    kl = rl.kl_k3(logp, ref_logp)
-                    per_tok = per_tok + lc.beta * kl
-                    stats["kl"] += float((kl.detach() * m).sum()) / n_tok / lc.mu
-            loss = (per_tok * w).sum()
-            loss.backward()
-            stats["loss"] += float(loss.detach()) / lc.mu
-            stats["clip_frac"] += float((clipped & m).sum()) / n_tok / lc.mu
-            if epoch == 0:
-                stats["entropy"] += float((ent.detach() * m).sum()) / n_tok
-        norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
-        opt.step()
-        stats["grad_norm"] = float(norm)
-    if lc.beta <= 0:
-        stats.pop("kl")
-    return stats
+    spec = UpdateSpec(lc.policy_loss, lc.clip_low, lc.clip_high, lc.beta, cfg.micro_batch, cfg.autocast)
+    return policy_update.update(policy, ref, opt, batch, spec, lc.mu, lc.aggregation, cfg.grad_clip, gradients)
 
 
 # ---- checkpoints -----------------------------------------------------------------------------

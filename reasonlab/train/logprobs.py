@@ -47,16 +47,18 @@ def _grouped_logits(model: Llama, prompt_ids, prompt_len, ids, group) -> torch.T
     mask = torch.cat([key_ok[:, None, :].expand(b, tc, tp),
                       torch.ones(tc, tc, dtype=torch.bool).tril()[None].expand(b, tc, tc)], 2)[:, None]
     xp, xc = model.embed(prompt_ids), model.embed(ids)
-    gqa = cfg.n_heads != cfg.n_kv_heads
+    causal = torch.ones(tp, tp, dtype=torch.bool).tril()
     for layer in model.layers:
         qp, kp, vp = layer.split_qkv(rms_norm(xp, layer.attn_norm, cfg.norm_eps))
+        if cos_p.dtype != qp.dtype:                    # autocast: RoPE in the activations' dtype (as HF)
+            cos_p, sin_p, cos_c, sin_c = (t.to(qp.dtype) for t in (cos_p, sin_p, cos_c, sin_c))
         qp, kp = apply_rope(qp, cos_p, sin_p), apply_rope(kp, cos_p, sin_p)
-        yp = F.scaled_dot_product_attention(qp, kp, vp, is_causal=True, enable_gqa=gqa)
+        yp = attend(qp, kp, vp, causal)
         qc, kc, vc = layer.split_qkv(rms_norm(xc, layer.attn_norm, cfg.norm_eps))
         qc, kc = apply_rope(qc, cos_c, sin_c), apply_rope(kc, cos_c, sin_c)
         k = torch.cat([kp[group], kc], 2)
         v = torch.cat([vp[group], vc], 2)
-        yc = F.scaled_dot_product_attention(qc, k, v, attn_mask=mask, enable_gqa=gqa)
+        yc = attend(qc, k, v, mask)
         xp = xp + layer.o(yp.transpose(1, 2).reshape(p, tp, -1))
         xp = xp + layer.mlp(xp)
         xc = xc + layer.o(yc.transpose(1, 2).reshape(b, tc, -1))
@@ -64,6 +66,22 @@ def _grouped_logits(model: Llama, prompt_ids, prompt_len, ids, group) -> torch.T
     last = xp[torch.arange(p), prompt_len - 1]                                  # (P, D)
     h = torch.cat([last[group][:, None], xc[:, :-1]], 1)                        # (B, Tc, D)
     return model.lm_head(rms_norm(h, model.norm, cfg.norm_eps))
+
+
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Softmax attention under a boolean ``mask`` (True: may attend), broadcastable to the scores.
+    In bf16 on CPU the scores are materialised (softmax in fp32): for the short rows of RL batches
+    forward + backward run ~2.5x faster than the fused kernel, whose CPU backward is slow in bf16
+    (docs/LOG.md); in fp32 and on other devices the fused kernel. Every query row must see at
+    least one key."""
+    if q.device.type != "cpu" or q.dtype == torch.float32:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=q.shape[1] != k.shape[1])
+    if q.shape[1] != k.shape[1]:
+        rep = q.shape[1] // k.shape[1]
+        k, v = k.repeat_interleave(rep, 1), v.repeat_interleave(rep, 1)
+    scores = (q @ k.transpose(-1, -2)) * (q.shape[-1] ** -0.5)
+    scores = scores.masked_fill(~mask, float("-inf"))
+    return torch.softmax(scores.float(), -1).to(v.dtype) @ v
 
 
 def _full_sequence_logprobs(model, prompt_ids, prompt_len, ids, group, with_entropy):

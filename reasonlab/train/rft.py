@@ -85,7 +85,8 @@ def rft(cfg: RFTConfig, progress: bool = True) -> dict:
     policy, tokenizer = load_policy(cfg.model)
     opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.0)
     dtype = {"bfloat16": torch.bfloat16, "float32": None}[cfg.sampler_dtype]
-    sample_fn, refresh, close = BACKENDS[cfg.backend](policy, tokenizer, dtype, cfg.workers or os.cpu_count() or 1)
+    backend = BACKENDS[cfg.backend](policy, tokenizer, dtype, cfg.workers or os.cpu_count() or 1)
+    sample_fn, refresh, close = backend.sample, backend.refresh, backend.close
     t0, samples = time.perf_counter(), 0
     try:
         for r in range(cfg.rounds):

@@ -7,17 +7,21 @@ prompt plus what it wrote so far is prefilled again), and a group is scored only
 sequences are done. Tokens written by an older policy are marked *stale*: their old log-probs
 are the sampler's, so the clipped ratio corrects (and bounds) the policy lag.
 
-Rollout backends (``BACKENDS``) return ``(sample_fn, refresh_fn, close_fn)``: ``sample_fn(prompts,
-scfg)`` is ``engine.sampler.sample`` over some ``CausalLM``; ``refresh_fn(model)`` gives it the
-trained weights after an optimiser step.
+Rollout backends (``BACKENDS[name](model, tokenizer, dtype, workers)``) return a ``Backend``:
+``sample(prompts, scfg)`` is ``engine.sampler.sample`` over some ``CausalLM``; ``refresh(model)``
+gives it the trained weights after an optimiser step; ``gradients`` is where the policy update
+computes its gradient (``train.policy_update``: on the sampler's workers for ``parallel``, in
+this process for ``local``).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import torch
 
 from reasonlab.engine.sampler import SampleBatch, SamplingConfig
+from reasonlab.train.policy_update import local_gradients, round_up
 
 
 @dataclass
@@ -41,14 +45,23 @@ class Group:
 
 # ---- backends --------------------------------------------------------------------------------
 
-def _parallel_backend(model, tokenizer, dtype, workers: int):
-    from reasonlab.engine.parallel import ParallelSampler
+@dataclass
+class Backend:
+    sample: Callable[[list[list[int]], SamplingConfig], SampleBatch]
+    refresh: Callable[[object], None]
+    close: Callable[[], None]
+    gradients: Callable[..., dict] = local_gradients
 
-    pool = ParallelSampler(model, workers, dtype)
+
+def _parallel_backend(model, tokenizer, dtype, workers: int) -> Backend:
+    from reasonlab.engine.parallel import ParallelSampler
+    from reasonlab.train.policy_update import ParallelGradients
+
+    pool = ParallelSampler(model, workers, dtype, grad_buffers=True)
 
     def sample_fn(prompts, scfg: SamplingConfig) -> SampleBatch:
         return pool.sample(prompts, scfg, eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id)
-    return sample_fn, pool.refresh, pool.close
+    return Backend(sample_fn, pool.refresh, pool.close, ParallelGradients(pool))
 
 
 def _local_backend(model, tokenizer, dtype, workers: int):
@@ -68,7 +81,7 @@ def _local_backend(model, tokenizer, dtype, workers: int):
 
     def refresh(m) -> None:
         holder["runner"] = make(m)
-    return sample_fn, refresh, lambda: None
+    return Backend(sample_fn, refresh, lambda: None)
 
 
 BACKENDS = {"parallel": _parallel_backend, "local": _local_backend}
@@ -117,16 +130,19 @@ def _absorb(batch: SampleBatch, pairs: list[tuple[Group, Row]], max_tokens: int)
 
 # ---- training tensors ------------------------------------------------------------------------
 
-def batch_tensors(groups: list[Group], advantages: torch.Tensor, pad_id: int) -> dict:
+def batch_tensors(groups: list[Group], advantages: torch.Tensor, pad_id: int, pad_to: int = 1) -> dict:
     """Tensors for a loss (``train.logprobs`` layout): ``prompt_ids`` (P, Tp) right-padded,
     ``prompt_len`` (P,), ``group`` (B,) and, aligned with the completions ``ids`` (B, Tc)
     (right-padded, rows group by group): ``mask`` (real tokens), ``stale`` (written by an older
     policy), ``behavior`` (sampler log-probs); ``adv`` (B,). Groups are ordered by their longest
-    completion (longest first), so micro-batches of whole groups pad little."""
+    completion (longest first), so micro-batches of whole groups pad little. ``pad_to``: both
+    widths are rounded up to a multiple of it (``train.policy_update`` trims micro-batches to
+    multiples of it, so the kernels see few distinct shapes)."""
     order = sorted(range(len(groups)), key=lambda i: -max(len(r.ids) for r in groups[i].rows))
     groups, advantages = [groups[i] for i in order], advantages[order]
     rows = [(gi, row) for gi, grp in enumerate(groups) for row in grp.rows]
-    tp, tc = max(len(g.prompt_ids) for g in groups), max(len(r.ids) for _, r in rows)
+    tp = round_up(max(len(g.prompt_ids) for g in groups), pad_to)
+    tc = round_up(max(len(r.ids) for _, r in rows), pad_to)
     prompt_ids = torch.full((len(groups), tp), pad_id, dtype=torch.long)
     for i, grp in enumerate(groups):
         prompt_ids[i, : len(grp.prompt_ids)] = torch.tensor(grp.prompt_ids)

@@ -24,6 +24,8 @@ class VerifierTrainConfig:
     prm_samples: int = 2              # of those, how many get Monte-Carlo step labels
     mc_k: int = 8                     # rollouts per step prefix
     mc_temperature: float = 0.0       # rollout temperature of the MC labels (0: same as `temperature`)
+    completer: str = ""               # checkpoint that completes the MC rollouts (Math-Shepherd's completer); "": the policy
+    mc_consistent: bool = True        # hard labels: a step is also good when a later one is (mc_labels.hard_labels)
     prm_targets: str = "soft"         # soft | hard
     orm_targets: str = "token"        # token (Cobbe et al.) | solution (last token only)
     template: str = "r1"
@@ -72,12 +74,14 @@ def orm_rows(prompts, solutions, correct, per_token: bool):
     return rows
 
 
-def prm_rows(prompts, solutions, labels, kind: str):
+def prm_rows(prompts, solutions, labels, kind: str, consistent: bool = True):
     """(ids, targets): the MC label (soft or hard) at the last token of every step."""
+    from reasonlab.verifiers.mc_labels import hard_labels
+
     rows = []
     for (p, comp), lab in zip(solutions, labels):
         targets = [None] * (len(prompts[p]) + len(comp))
-        for end, soft, hard in zip(lab["ends"], lab["soft"], lab["hard"]):
+        for end, soft, hard in zip(lab["ends"], lab["soft"], hard_labels(lab["rollouts"], consistent=consistent)):
             targets[len(prompts[p]) + end] = soft if kind == "soft" else float(hard)
         rows.append((prompts[p] + comp, targets))
     return rows
@@ -87,7 +91,7 @@ def prm_data(prompts, solutions, correct, mc_solutions, labels, cfg):
     """(solutions, rows, rank positions) of the PRM: the MC-labelled solutions, and with
     ``prm_outcomes`` the other sampled solutions too, supervised on their last step only with the
     label MC gives a last step (the solution's own verdict)."""
-    sols, rows = list(mc_solutions), prm_rows(prompts, mc_solutions, labels, cfg.prm_targets)
+    sols, rows = list(mc_solutions), prm_rows(prompts, mc_solutions, labels, cfg.prm_targets, cfg.mc_consistent)
     if cfg.prm_outcomes:
         labelled = {(s[0], tuple(s[1])) for s in mc_solutions}
         rest = [(s, ok) for s, ok in zip(solutions, correct) if (s[0], tuple(s[1])) not in labelled]
@@ -102,6 +106,19 @@ def _sample_solutions(cfg, pool, prompts):
     batch = pool.sample(prompts, SamplingConfig(n=cfg.samples, max_new_tokens=cfg.max_new_tokens,
                                                 temperature=cfg.temperature, seed=cfg.seed))
     return [(p, c) for p, c in zip(batch.prompt_index, batch.completion_ids)]
+
+
+def _completer(path: str, tokenizer):
+    """The model that completes the MC rollouts; it must share the policy's tokenizer."""
+    from reasonlab.config import ConfigError
+    from reasonlab.models.checkpoint import load_checkpoint
+
+    model, other, _ = load_checkpoint(path)
+    if other.vocab_size != tokenizer.vocab_size or any(
+            other.encode(t) != tokenizer.encode(t) for t in ("a = 3 + 4 = 7\n", "</think> <answer>")):
+        raise ConfigError(f"completer: {path} has a different tokenizer from the policy; the rollouts "
+                          "continue the policy's token prefixes, so both must share one tokenizer")
+    return model
 
 
 class _Pool:
@@ -164,6 +181,9 @@ def train_verifiers(cfg: VerifierTrainConfig) -> dict:
             correct = [task.verify(problems[p], tokenizer.decode(c)).correct for p, c in solutions]
             mc_solutions = [s for i, s in enumerate(solutions) if i % cfg.samples < cfg.prm_samples]
             t1 = time.perf_counter()
+            if cfg.completer:
+                pool.close()
+                pool = _Pool(_completer(cfg.completer, tokenizer), tokenizer, cfg.workers or os.cpu_count() or 1)
             labels = mc_step_labels(task, tokenizer, problems, prompts, mc_solutions, pool.sample, cfg.mc_k,
                                     cfg.max_new_tokens, cfg.mc_temperature or cfg.temperature, seed=cfg.seed + 1)
             timings["mc_label_s"] = round(time.perf_counter() - t1, 1)
@@ -205,7 +225,7 @@ def train_verifiers(cfg: VerifierTrainConfig) -> dict:
             print(kind, "validation", out[kind]["validation"])
     summary = {"stage": "verifiers", "run_dir": str(run), "solutions": len(solutions),
                "solution_accuracy": sum(correct) / max(1, len(correct)), "mc_solutions": len(mc_solutions),
-               "mc_k": cfg.mc_k, "mc_temperature": cfg.mc_temperature or cfg.temperature,
+               "mc_k": cfg.mc_k, "completer": cfg.completer or cfg.model, "mc_temperature": cfg.mc_temperature or cfg.temperature,
                "mc_steps": sum(len(r["ends"]) for r in labels), "agreement": agreement, "train_problems": n_train,
                "models": out, "timings": {**timings, "total_s": round(time.perf_counter() - t0, 1)},
                **run_metadata(cfg.seed)}
