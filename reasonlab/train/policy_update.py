@@ -45,17 +45,18 @@ class UpdateSpec:
 
 
 def micro_batches(batch: dict, size: int, pad_to: int = PAD_TO):
-    """Row slices of ``batch`` of ``size`` rows, each with only its groups' prompts and its
-    columns trimmed to its longest completion and prompt, rounded up to a multiple of ``pad_to``
-    (within the batch's widths): every new shape costs the CPU's GEMM library a kernel build on
-    first use (~40 ms a step here when lengths vary), and rounding makes shapes repeat."""
+    """Row slices of ``batch`` of ``size`` rows, each with only its groups' prompts (trimmed to the
+    longest) and its completion columns trimmed to its longest completion rounded up to a
+    multiple of ``pad_to`` (within the batch's width): a new shape costs extra on first use, and
+    rounding makes shapes repeat. Prompt widths are not rounded: the padding cost more than it
+    saved (docs/LOG.md)."""
     lengths = batch["mask"].sum(1)
-    width, prompt_width = batch["ids"].shape[1], batch["prompt_ids"].shape[1]
+    width = batch["ids"].shape[1]
     for lo in range(0, batch["ids"].shape[0], size):
         sl = slice(lo, lo + size)
         t = min(width, round_up(int(lengths[sl].max()), pad_to))
         used, group = torch.unique(batch["group"][sl], return_inverse=True)
-        tp = min(prompt_width, round_up(int(batch["prompt_len"][used].max()), pad_to))
+        tp = int(batch["prompt_len"][used].max())
         yield sl, {"prompt_ids": batch["prompt_ids"][used, :tp], "prompt_len": batch["prompt_len"][used],
                    "group": group, "ids": batch["ids"][sl, :t]}, t
 
@@ -94,8 +95,7 @@ def accumulate(policy, ref, batch: dict, weights: torch.Tensor, old: torch.Tenso
 GradientFn = Callable[..., dict]
 
 
-def local_gradients(policy, ref, batch, weights, old, spec, first, n_tok) -> dict:
-    return accumulate(policy, ref, batch, weights, old, spec, first, n_tok)
+local_gradients: GradientFn = accumulate           # the gradient in this process
 
 
 def update(policy, ref, opt, batch: dict, spec: UpdateSpec, mu: int = 1, aggregation: str = "token",

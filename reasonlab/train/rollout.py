@@ -135,13 +135,13 @@ def batch_tensors(groups: list[Group], advantages: torch.Tensor, pad_id: int, pa
     ``prompt_len`` (P,), ``group`` (B,) and, aligned with the completions ``ids`` (B, Tc)
     (right-padded, rows group by group): ``mask`` (real tokens), ``stale`` (written by an older
     policy), ``behavior`` (sampler log-probs); ``adv`` (B,). Groups are ordered by their longest
-    completion (longest first), so micro-batches of whole groups pad little. ``pad_to``: both
-    widths are rounded up to a multiple of it (``train.policy_update`` trims micro-batches to
-    multiples of it, so the kernels see few distinct shapes)."""
+    completion (longest first), so micro-batches of whole groups pad little. ``pad_to``: the
+    completion width is rounded up to a multiple of it (``train.policy_update`` trims
+    micro-batches to multiples of it, so the kernels see few distinct shapes)."""
     order = sorted(range(len(groups)), key=lambda i: -max(len(r.ids) for r in groups[i].rows))
     groups, advantages = [groups[i] for i in order], advantages[order]
     rows = [(gi, row) for gi, grp in enumerate(groups) for row in grp.rows]
-    tp = round_up(max(len(g.prompt_ids) for g in groups), pad_to)
+    tp = max(len(g.prompt_ids) for g in groups)
     tc = round_up(max(len(r.ids) for _, r in rows), pad_to)
     prompt_ids = torch.full((len(groups), tp), pad_id, dtype=torch.long)
     for i, grp in enumerate(groups):
