@@ -25,13 +25,13 @@ COMMANDS = {
     "rft": ("reasonlab.train.rft:RFTConfig", "reasonlab.train.rft:rft",
             "rejection-sampling fine-tuning baseline (sample, keep the correct, SFT): recipes/rft_tiny.yaml"),
     "export": ("reasonlab.models.export:ExportConfig", "reasonlab.models.export:export",
-               "write a model as a clean Hugging Face directory (transformers / vLLM load it)"),
+               "write a model as a clean Hugging Face directory (transformers loads it)"),
     "verifiers": ("reasonlab.verifiers.train:VerifierTrainConfig", "reasonlab.verifiers.train:train_verifiers",
                   "sample solutions, label them (verify; Monte-Carlo steps), train ORM and PRM value models"),
     "sweep": ("reasonlab.eval.sweep:SweepConfig", "reasonlab.eval.sweep:run_sweep",
               "test-time compute sweep: every search method, budget curves with CIs (needs verifiers)"),
     "demo": ("reasonlab.demo:DemoConfig", "reasonlab.demo:run_demo",
-             "the main job: pretrain the tiny model, evaluate it, plot (recipes/demo.yaml)"),
+             "the main job: pretrain the tiny model, verifiers, test-time sweep, GRPO, RFT; tables in runs/demo/results.md"),
 }
 
 USAGE = "usage: reasonlab {" + "|".join(COMMANDS) + "} [--recipe FILE] [--key=value ...]"
@@ -44,7 +44,17 @@ def _load(spec: str):
 
 def _help() -> str:
     lines = [USAGE, ""] + [f"  {name:<9} {info[2]}" for name, info in COMMANDS.items()]
-    return "\n".join(lines)
+    return "\n".join(lines + ["", "`reasonlab <command> --help` lists a command's settings with their defaults."])
+
+
+def _stage_help(command: str) -> str:
+    """A stage's settings: every config field with its default and comment."""
+    from reasonlab.config import describe_config
+
+    cls = _load(COMMANDS[command][0])
+    head = (f"usage: reasonlab {command} [--recipe FILE] [--key=value ...]\n\n{COMMANDS[command][2]}\n\n"
+            "settings (recipe keys; nested ones as --a.b=value):")
+    return head + "\n" + "\n".join(describe_config(cls))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     if command not in COMMANDS:
         print(f"reasonlab: unknown command '{command}'\n{USAGE}", file=sys.stderr)
         return 2
+    if any(a in ("-h", "--help") for a in rest):
+        print(_stage_help(command))
+        return 0
     if command == "bench" and rest and not rest[0].startswith("-"):
         rest = [f"--what={rest[0]}"] + rest[1:]
     from reasonlab.config import ConfigError, load_config, parse_overrides

@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-__all__ = ["ConfigError", "load_config", "parse_overrides", "config_to_dict", "save_config"]
+__all__ = ["ConfigError", "load_config", "parse_overrides", "config_to_dict", "save_config", "describe_config"]
 
 _NONE_WORDS = {"none", "null", "~"}
 
@@ -407,3 +407,51 @@ def save_config(cfg: Any, path: str | Path) -> Path:
 
     text = yaml.safe_dump(config_to_dict(cfg), sort_keys=False, default_flow_style=None)
     return atomic_write_text(path, text)
+
+
+# ---- help ------------------------------------------------------------------------------------
+
+def _field_comments(cls: type) -> dict[str, str]:
+    """``name -> comment`` from the ``# ...`` after each field in the class source ({} if none)."""
+    import inspect
+
+    try:
+        source = inspect.getsource(cls)
+    except (OSError, TypeError):
+        return {}
+    found = re.findall(r"^\s+(\w+)\s*:[^#\n]*#\s*(.+)$", source, flags=re.MULTILINE)
+    return {name: comment.strip() for name, comment in found}
+
+
+def _default_text(f: dataclasses.Field) -> str:
+    if f.default is not dataclasses.MISSING:
+        value = f.default
+    elif f.default_factory is not dataclasses.MISSING:
+        value = f.default_factory()
+    else:
+        return "(required)"
+    return yaml.safe_dump(_jsonable(value), default_flow_style=True, width=10_000).strip().removesuffix("...").strip()
+
+
+def describe_config(cls: type, prefix: str = "") -> list[str]:
+    """One line per field of ``cls`` (nested dataclasses expanded): ``--key=default  # comment``.
+
+    >>> @dataclasses.dataclass
+    ... class Demo:
+    ...     steps: int = 10    # optimiser steps
+    >>> describe_config(Demo)
+    ['  --steps=10  # optimiser steps']
+    """
+    comments = _field_comments(cls)
+    hints = _fields(cls)
+    lines = []
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        nested, _ = _nested_dataclass(hints[f.name])
+        if nested is not None:
+            lines += describe_config(nested, prefix + f.name + ".")
+            continue
+        note = f"  # {comments[f.name]}" if f.name in comments else ""
+        lines.append(f"  --{prefix}{f.name}={_default_text(f)}{note}")
+    return lines

@@ -44,6 +44,11 @@ class DemoConfig:
     runs_dir: str = "runs"
     stages: list[str] = field(default_factory=lambda: list(STAGES))
     quick: bool = False             # a smoke version of every stage (about a minute or two)
+    resume: bool = False            # continue an interrupted demo: finished stages are kept
+    overwrite: bool = False         # delete the demo's earlier runs and start over
+
+
+RESUMABLE = ("pretrain", "verifiers", "grpo")   # stages with `resume`; the others rerun unless finished
 
 
 def find_recipe(path: str) -> Path:
@@ -132,7 +137,7 @@ def _run_stage(stage: str, cfg: DemoConfig, base_model: Path) -> dict:
     config_cls, fn = _stage_entry(stage)
     root = Path(cfg.runs_dir)
     name = cfg.name if stage == "pretrain" else f"{cfg.name}_{stage}"
-    overrides = [f"--name={name}", f"--runs_dir={cfg.runs_dir}"]
+    overrides = [f"--name={name}", f"--runs_dir={cfg.runs_dir}"] + _reuse_flags(stage, cfg, root / name)
     if stage != "pretrain":
         overrides.append(f"--model={base_model}")
     if stage == "sweep":
@@ -142,6 +147,23 @@ def _run_stage(stage: str, cfg: DemoConfig, base_model: Path) -> dict:
     if cfg.quick:
         overrides += QUICK[stage]
     return fn(load_config(config_cls, find_recipe(RECIPES[stage]), overrides))
+
+
+def _reuse_flags(stage: str, cfg: DemoConfig, run: Path) -> list[str]:
+    """How a stage treats its earlier run: ``--overwrite``, ``--resume`` (resumable stages), or for
+    the others under ``resume``: start over when the earlier run did not finish."""
+    if cfg.overwrite:
+        return ["--overwrite=true"]
+    if not cfg.resume:
+        return []
+    if stage in RESUMABLE:
+        return ["--resume=true"]
+    return [] if (run / "summary.json").exists() else ["--overwrite=true"]
+
+
+def stage_finished(stage: str, cfg: DemoConfig, run: Path) -> bool:
+    """Under ``resume``, a non-resumable stage whose run finished is kept as it is."""
+    return cfg.resume and stage not in RESUMABLE and (run / "summary.json").exists()
 
 
 def _matched_rounds(grpo_summary: Path, rft_recipe: str) -> list[str]:
@@ -177,38 +199,52 @@ def _load_summary(path: Path, stage: str) -> dict:
     return json.loads(path.read_text())
 
 
+SECTIONS = (("pretrain", "Base model (pretraining)"), ("verifiers", "Monte-Carlo step labels against the arith oracle"),
+            ("sweep", "Test-time compute on the base model"), ("rl", "RL with verifiable rewards from the base model"))
+RL_LABELS = (("grpo", "GRPO"), ("rft", "rejection sampling (RFT)"))
+
+
+def collect_results(root: Path, name: str) -> dict:
+    """The stage summaries the README tables are made of (``results.json``): stage -> summary."""
+    out = {}
+    for stage in STAGES:
+        path = root / (name if stage == "pretrain" else f"{name}_{stage}") / "summary.json"
+        if path.exists():
+            out[stage] = json.loads(path.read_text())
+    return out
+
+
+def render_sections(results: dict) -> dict[str, str]:
+    """Section title -> markdown, from :func:`collect_results`'s dict (or a committed copy)."""
+    base = results.get("pretrain")
+    if base is None:
+        return {}
+    parts = {SECTIONS[0][1]: results_table(base)}
+    if "verifiers" in results:
+        parts[SECTIONS[1][1]] = agreement_line(results["verifiers"])
+    if "sweep" in results:
+        parts[SECTIONS[2][1]] = sweep_table(results["sweep"])
+    runs = {label: results[stage] for stage, label in RL_LABELS if stage in results}
+    if runs:
+        parts[SECTIONS[3][1]] = rl_table(base, runs)
+    return parts
+
+
 def report(cfg: DemoConfig) -> str:
     """``results.md`` from whatever stages have artifacts."""
-    root = Path(cfg.runs_dir)
-    parts = []
-    base_path = root / cfg.name / "summary.json"
-    if base_path.exists():
-        base = json.loads(base_path.read_text())
-        parts.append("### Base model (pretraining)\n\n" + results_table(base))
-        verifiers_path = root / f"{cfg.name}_verifiers" / "summary.json"
-        if verifiers_path.exists():
-            parts.append("### Monte-Carlo step labels against the arith oracle\n\n"
-                         + agreement_line(json.loads(verifiers_path.read_text())))
-        sweep_path = root / f"{cfg.name}_sweep" / "summary.json"
-        if sweep_path.exists():
-            parts.append("### Test-time compute on the base model\n\n" + sweep_table(json.loads(sweep_path.read_text())))
-        runs = {}
-        for stage, label in (("grpo", "GRPO"), ("rft", "rejection sampling (RFT)")):
-            path = root / f"{cfg.name}_{stage}" / "summary.json"
-            if path.exists():
-                runs[label] = json.loads(path.read_text())
-        if runs:
-            parts.append("### RL with verifiable rewards from the base model\n\n" + rl_table(base, runs))
-    return "\n".join(parts)
+    sections = render_sections(collect_results(Path(cfg.runs_dir), cfg.name))
+    return "\n".join(f"### {title}\n\n{text}" for title, text in sections.items())
 
 
 def run_demo(cfg: DemoConfig) -> dict:
     from reasonlab.config import ConfigError
-    from reasonlab.io import atomic_write_text
+    from reasonlab.io import atomic_write_json, atomic_write_text
 
     unknown = [s for s in cfg.stages if s not in STAGES]
     if unknown:
-        raise ConfigError(f"demo: unknown stage(s) {unknown}; choose from {list(STAGES)}")
+        raise ConfigError(f"stages: unknown stage(s) {unknown}; choose from {list(STAGES)}")
+    if cfg.resume and cfg.overwrite:
+        raise ConfigError("resume and overwrite: choose one")
     root = Path(cfg.runs_dir)
     base_model = root / cfg.name / "model"
     times, summary = {}, {}
@@ -218,6 +254,10 @@ def run_demo(cfg: DemoConfig) -> dict:
         if stage != "pretrain" and not base_model.exists():
             raise FileNotFoundError(f"demo: stage '{stage}' needs the base model {base_model}; "
                                     "run the pretrain stage first")
+        run = root / (cfg.name if stage == "pretrain" else f"{cfg.name}_{stage}")
+        if stage_finished(stage, cfg, run):
+            print(f"\n=== demo stage: {stage} (finished earlier: kept) ===", flush=True)
+            continue
         print(f"\n=== demo stage: {stage} ===", flush=True)
         t0 = time.perf_counter()
         result = _run_stage(stage, cfg, base_model)
@@ -227,6 +267,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     table = report(cfg)
     timing = "Stage wall times (s): " + ", ".join(f"{k} {v:.0f}" for k, v in times.items()) + "\n"
     atomic_write_text(root / cfg.name / "results.md", table + "\n" + timing)
+    atomic_write_json(root / cfg.name / "results.json", collect_results(root, cfg.name))
     print("\n" + table + "\n" + timing)
     print(f"artifacts: {root}/{cfg.name}/ and {root}/{cfg.name}_<stage>/; tables in {root}/{cfg.name}/results.md")
     summary = dict(summary) if summary else _load_summary(root / cfg.name / "summary.json", "pretrain")

@@ -24,7 +24,7 @@ from typing import Any, Iterable, Iterator
 __all__ = [
     "atomic_directory",
     "DataError", "iter_jsonl", "read_jsonl", "write_jsonl", "append_jsonl", "read_json",
-    "atomic_write_bytes", "atomic_write_text", "atomic_write_json", "to_json", "make_run_dir",
+    "atomic_write_bytes", "atomic_write_text", "atomic_write_json", "to_json",
     "git_revision", "git_dirty", "run_metadata",
 ]
 
@@ -138,6 +138,17 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def _new_file_mode() -> int:
+    """The mode ``open()`` gives a new file under the current umask (0644 for umask 022)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:     # reading it changes nothing
+            umask = next(int(line.split()[1], 8) for line in f if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        umask = os.umask(0o022)                                     # no /proc: read it by setting it
+        os.umask(umask)
+    return 0o666 & ~umask
+
+
 @contextlib.contextmanager
 def atomic_directory(path: str | Path) -> Iterator[Path]:
     """Write a whole directory atomically: fill the yielded ``<path>.tmp``; on normal exit its
@@ -149,8 +160,10 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     yield tmp
+    mode = _new_file_mode()
     for item in tmp.rglob("*"):
         if item.is_file():
+            os.chmod(item, mode)          # some writers (safetensors) create files 0600
             with open(item, "rb") as f:
                 os.fsync(f.fileno())
     _fsync_dir(tmp)
@@ -172,7 +185,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
+        mode = path.stat().st_mode & 0o777 if path.exists() else _new_file_mode()
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
@@ -224,22 +237,6 @@ def append_jsonl(path: str | Path, row: dict, fsync: bool = False) -> Path:
 
 # ----------------------------------------------------------------------------------------------
 # runs
-
-
-def make_run_dir(root: str | Path, name: str, exist_ok: bool = True) -> Path:
-    """Create and return ``root/name`` (e.g. ``runs/tiny-grpo/``).
-
-    ``name`` must be a single path component; ``exist_ok=False`` refuses to reuse a directory.
-    """
-    if not name or name in (".", "..") or "/" in name or os.sep in name:
-        raise ValueError(f"run name {name!r}: use a single directory name like 'tiny-grpo'")
-    run_dir = Path(root) / name
-    try:
-        run_dir.mkdir(parents=True, exist_ok=exist_ok)
-    except FileExistsError:
-        raise FileExistsError(f"run directory exists: {run_dir}; pick another --name or "
-                              "remove it") from None
-    return run_dir
 
 
 def _git(args: list[str], cwd: str | Path | None) -> str | None:

@@ -17,8 +17,8 @@ def run_cli(*args):
     (["pretrain", "--recipe=nope.yaml"], "recipe not found: nope.yaml"),
     (["pretrain", "--lr_max=3"], "unknown key 'lr_max'"),
     (["pretrain", "--max_steps=abc"], "expected int"),
-    (["eval", "--model=/does/not/exist"], "no checkpoint at /does/not/exist"),
-    (["bench", "nothing"], "unknown benchmark 'nothing'"),
+    (["eval", "--model=/does/not/exist"], "no model directory at /does/not/exist"),
+    (["bench", "nothing"], "what: unknown value 'nothing'"),
 ])
 def test_user_errors_are_one_line(args, needle, capsys):
     assert main(args) == 2

@@ -18,9 +18,14 @@ def test_quick_demo_runs_every_stage_and_writes_the_report(tmp_path):
     assert {p["method"] for p in sweep["points"]} >= {"majority", "best_of_n_prm", "mcts", "dvts"}
     for stage in ("grpo", "rft"):
         assert (tmp_path / f"demo_{stage}" / "model" / "model.safetensors").exists()
-    # later stages alone re-use the artifacts of the earlier ones
-    again = run_demo(DemoConfig(runs_dir=str(tmp_path), quick=True, stages=["rft"]))
+    # later stages alone re-use the artifacts of the earlier ones; an earlier run is never
+    # replaced unless asked, and a resumed demo keeps the stages that finished
+    with pytest.raises(ConfigError, match="demo_rft exists; pass --resume=true"):
+        run_demo(DemoConfig(runs_dir=str(tmp_path), quick=True, stages=["rft"]))
+    again = run_demo(DemoConfig(runs_dir=str(tmp_path), quick=True, stages=["rft"], overwrite=True))
     assert list(again["stage_seconds"]) == ["rft"]
+    kept = run_demo(DemoConfig(runs_dir=str(tmp_path), quick=True, stages=["sweep", "rft"], resume=True))
+    assert kept["stage_seconds"] == {}
 
 
 def test_unknown_stage_and_missing_base_model_are_clear(tmp_path):

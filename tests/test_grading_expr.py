@@ -2,7 +2,17 @@ from fractions import Fraction
 
 import pytest
 
-from reasonlab.grading.expr import MAX_DEPTH, ExprError, evaluate, literals, parse, to_str, tokenize
+from reasonlab.grading.expr import (
+    MAX_DEPTH,
+    NUMBERS,
+    ExprError,
+    ExprTooLarge,
+    evaluate,
+    literals,
+    parse,
+    to_str,
+    tokenize,
+)
 
 
 @pytest.mark.parametrize("text, value", [
@@ -51,3 +61,34 @@ def test_to_str_round_trips_value(text):
     node = parse(text)
     assert evaluate(parse(to_str(node))) == evaluate(node)
     assert to_str(parse(to_str(node))) == to_str(node)
+
+
+@pytest.mark.parametrize("text, value", [
+    ("-2^2", -4), ("(-2)^2", 4), ("2^3^2", 512), ("2**10", 1024), ("2^-1", Fraction(1, 2)),
+    ("1,000.5", Fraction(2001, 2)), (".5", Fraction(1, 2)), ("1.8e1", 18), ("5E-1", Fraction(1, 2)),
+    ("\\frac{3}{4}", Fraction(3, 4)), ("\\sqrt{16}", 4), ("√(9/4)", Fraction(3, 2)),
+    ("324^{1/2}", 18), ("8^{2/3}", 4), ("{[(1 + 2)]} * 2", 6), ("--3", 3), ("-0", 0),
+])
+def test_numbers_dialect_values(text, value):
+    assert evaluate(parse(text, NUMBERS)) == Fraction(value)
+
+
+@pytest.mark.parametrize("text, error", [
+    ("10**10**10", ExprTooLarge), ("2^100000", ExprTooLarge), ("1e100000", ExprTooLarge),
+    ("(10^5000)^8", ExprTooLarge), ("\\sqrt{2}", ExprError), ("2^(1/2)", ExprError),
+    ("0^0", ExprError), ("0^-1", ExprError), ("1/0", ExprError), ("\\sqrt{-4}", ExprError),
+    ("2^(1/100)", ExprError), ("1,00", ExprError), ("9" * 101, ExprError), ("2x", ExprError),
+    ("-" * 40 + "1", ExprError), ("1" + "+1" * 300, ExprError),
+])
+def test_numbers_dialect_limits(text, error):
+    with pytest.raises(error):
+        evaluate(parse(text, NUMBERS))
+
+
+def test_too_large_is_refused_fast():
+    import time
+    start = time.perf_counter()
+    for text in ("9^9^9^9", "(10^9999)^(10^4)", "2^10000 * 2^10000 * 2^10000 * 2^10000 * 2^10000"):
+        with pytest.raises(ExprTooLarge):
+            evaluate(parse(text, NUMBERS))
+    assert time.perf_counter() - start < 0.5

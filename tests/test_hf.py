@@ -11,6 +11,7 @@ import torch
 transformers = pytest.importorskip("transformers")
 
 from reasonlab.cli import main
+from reasonlab.config import ConfigError
 from reasonlab.engine.hf import HFRunner
 from reasonlab.engine.sampler import SamplingConfig, left_pad, sample
 from reasonlab.engine.tiny import LlamaRunner
@@ -93,8 +94,8 @@ def reference_logprobs(model, prompt, completion):
 
 def test_import_reasonlab_does_not_import_transformers():
     code = ("import sys, reasonlab, reasonlab.cli, reasonlab.eval.run, reasonlab.models.hf, reasonlab.engine.hf, "
-            "reasonlab.engine.vllm, reasonlab.train.distributed, reasonlab.train.pretrain; "
-            "bad = [m for m in ('transformers', 'peft', 'vllm', 'trl') if m in sys.modules]; "
+            "reasonlab.runs, reasonlab.checks, reasonlab.train.distributed, reasonlab.train.pretrain; "
+            "bad = [m for m in ('transformers', 'peft', 'trl') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
 
@@ -196,7 +197,7 @@ def test_chat_template_modes(hf_dirs):
     assert never.prompt_ids("hi") == never.encode("hi")
     with pytest.raises(ValueError, match="no chat template"):
         load(hf_dirs, "llama", chat_template="always")
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(ConfigError, match="no model directory at /nonexistent/model/dir"):
         load_policy("/nonexistent/model/dir", device="cpu")
 
 
@@ -301,4 +302,4 @@ def test_doctests_and_one_line_error_for_a_missing_local_model(tmp_path, capsys)
     assert doctest.testmod(hf_module).failed == 0 and doctest.testmod(dist_module).failed == 0
     assert main(["eval", f"--model={tmp_path}/runs/missing/model", "--task=gsm8k"]) == 2
     err = capsys.readouterr().err
-    assert "no checkpoint at" in err and err.count("\n") == 1
+    assert "no model directory at" in err and err.count("\n") == 1

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from reasonlab.io import (DataError, append_jsonl, atomic_write_bytes, atomic_write_json,
-                          atomic_write_text, git_dirty, git_revision, iter_jsonl, make_run_dir,
+                          atomic_write_text, git_dirty, git_revision, iter_jsonl,
                           read_json, read_jsonl, run_metadata, to_json, write_jsonl)
 
 
@@ -141,15 +141,15 @@ def test_read_json_errors(tmp_path):
         read_json(tmp_path / "b.json")
 
 
-def test_make_run_dir(tmp_path):
-    run = make_run_dir(tmp_path / "runs", "tiny")
+def test_run_names_must_be_plain_directory_names(tmp_path):
+    from reasonlab.config import ConfigError
+    from reasonlab.runs import open_run
+
+    run = open_run(tmp_path / "runs", "tiny", {})
     assert run == tmp_path / "runs" / "tiny" and run.is_dir()
-    assert make_run_dir(tmp_path / "runs", "tiny") == run
-    with pytest.raises(FileExistsError, match="run directory exists"):
-        make_run_dir(tmp_path / "runs", "tiny", exist_ok=False)
-    for bad in ("", "..", "a/b"):
-        with pytest.raises(ValueError):
-            make_run_dir(tmp_path, bad)
+    for bad in ("", "..", "a/b", ".hidden", "../escape"):
+        with pytest.raises(ConfigError, match="not a plain directory name"):
+            open_run(tmp_path, bad, {})
 
 
 def test_git_revision_in_a_fresh_repo(tmp_path):

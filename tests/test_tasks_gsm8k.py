@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from reasonlab.io import DataError
 from reasonlab.tasks import get_task
 from reasonlab.tasks.gsm8k import final_answer
 
@@ -77,7 +78,9 @@ def test_local_path_and_errors(tmp_path):
 
 def test_hub_without_datasets_is_clear(monkeypatch):
     monkeypatch.setitem(sys.modules, "datasets", None)
-    with pytest.raises(ImportError, match="reasonlab\\[hf\\]"):
+    monkeypatch.delenv("REASONLAB_DATA", raising=False)
+    message = r"reasonlab\[hf\].*--data_path=.*REASONLAB_DATA/gsm8k/test"
+    with pytest.raises(DataError, match=message):
         get_task("gsm8k").rows("test")
 
 

@@ -63,11 +63,19 @@ def test_math_verify_hang_times_out():
     task = get_task("math", timeout=1.0)
     task.verify(ROW, "\\boxed{x+1}")  # warm the worker
     start = time.perf_counter()
-    verdict = task.verify({**ROW, "answer": "1"}, "\\boxed{2^{2^{2^{2^{10}}}}}")
+    verdict = task.verify({**ROW, "answer": "1"}, "\\boxed{(1+x)^{1000}}")  # sympy expands
     assert verdict.reason == "timeout"
     assert time.perf_counter() - start < 2.5
     assert task.verify({**ROW, "answer": "x^2"}, "\\boxed{x \\cdot x}").correct
     task.close()
+
+
+def test_power_towers_are_refused_before_any_worker():
+    task = get_task("math", equal_fn=hang, timeout=5.0)
+    start = time.perf_counter()
+    verdict = task.verify({**ROW, "answer": "1"}, "\\boxed{2^{2^{2^{2^{10}}}}}")
+    assert verdict.reason == "bad_expression" and time.perf_counter() - start < 0.5
+    assert task._pool.peek() is None  # no worker was started for it
 
 
 def test_local_rows(tmp_path):

@@ -44,9 +44,13 @@ class BenchConfig:
 
 
 def run_bench(cfg: BenchConfig) -> dict:
-    if cfg.what not in BENCHES:
-        from reasonlab.config import ConfigError
-        raise ConfigError(f"unknown benchmark '{cfg.what}'; choose from: {', '.join(BENCHES)}")
+    from reasonlab.checks import check_choice, check_min, check_model_ref
+
+    check_choice("what", cfg.what, BENCHES)
+    check_min(cfg, {"prompts": 1, "n": 1, "workers": 0, "new_tokens": 1, "batch_size": 1, "seq_len": 2, "steps": 1,
+                    "repeats": 1, "temperature": 0.0, "top_k": 0})
+    check_choice("dtype", cfg.dtype, ("bfloat16", "float32"))
+    check_model_ref(cfg.model, required=False)
 
     module, attr = BENCHES[cfg.what].split(":")
     result = getattr(importlib.import_module(module), attr)(cfg)

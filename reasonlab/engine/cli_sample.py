@@ -31,8 +31,11 @@ def run_sample(cfg: SampleConfig) -> list[dict]:
     from reasonlab.models.hf import load_policy, make_runner
     from reasonlab.tasks import get_task
 
-    if not cfg.model:
-        raise FileNotFoundError("sample needs a model: pass --model=<checkpoint dir or hub id>")
+    from reasonlab.checks import SAMPLING_MINIMA, check_min, check_model_ref, check_task
+
+    check_model_ref(cfg.model)
+    check_task(cfg.task, cfg.split, cfg.template)
+    check_min(cfg, {k: v for k, v in SAMPLING_MINIMA.items() if k != "prompts_per_batch"})
     model, tokenizer, _ = load_policy(cfg.model, device=cfg.device, dtype=cfg.dtype, chat_template=cfg.chat_template)
     task = None if cfg.prompt else get_task(cfg.task)
     problems = [None] if cfg.prompt else task.generate(cfg.limit, seed=cfg.seed, split=cfg.split)

@@ -27,7 +27,15 @@ from reasonlab.models.llama import Llama, LlamaConfig
 SEED_STRIDE = 1_000_003
 
 
+def ignore_interrupts() -> None:
+    """Worker processes leave Ctrl-C to their parent, which stops them (no traceback per worker)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _worker(conn, cfg: dict, state: dict, dtype, grads: dict | None) -> None:
+    ignore_interrupts()
     torch.set_num_threads(1)
     from reasonlab.engine.tiny import LlamaRunner
 

@@ -11,32 +11,35 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from reasonlab.io import append_jsonl, atomic_write_json, make_run_dir, run_metadata
+from reasonlab.io import append_jsonl, atomic_write_json, run_metadata
+from reasonlab.runs import open_stage_run
 
 
 @dataclass
 class EvalConfig:
-    name: str = "eval"
-    runs_dir: str = "runs"
+    name: str = "eval"              # run directory: runs_dir/name
+    runs_dir: str = "runs"          # where run directories live
     model: str = ""                  # reasonlab checkpoint, Hugging Face model directory or hub id
-    task: str = "arith"
-    split: str = "test"
+    task: str = "arith"             # arith | countdown | gsm8k | math
+    split: str = "test"             # train | test
     data_path: str = ""              # local jsonl/dir for dataset tasks (gsm8k, math)
     generate: dict = field(default_factory=dict)   # difficulty options for synthetic tasks
-    limit: int = 500
-    n: int = 16
-    ks: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16])
-    template: str = "r1"
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = 0
-    max_new_tokens: int = 256
-    prompts_per_batch: int = 32
+    max_completion_chars: int = 1_000_000   # a longer completion is graded bad_format
+    limit: int = 500                # problems to evaluate
+    n: int = 16                     # samples per problem
+    ks: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16])   # pass@k / maj@k reported
+    template: str = "r1"            # prompt template: r1 | r1_paper | cot | direct | fewshot
+    temperature: float = 1.0        # 0: greedy
+    top_p: float = 1.0              # nucleus sampling (1: off)
+    top_k: int = 0                  # top-k sampling (0: off)
+    max_new_tokens: int = 256       # longest completion
+    prompts_per_batch: int = 32     # prompts sampled together (each with its n samples)
     dtype: str = "bfloat16"         # sampling precision: bfloat16 | float16 | float32
     device: str = "auto"            # Hugging Face models: auto | cpu | cuda | mps
     chat_template: str = "auto"     # Hugging Face tokenizers: auto | always | never
-    seed: int = 1234
-    resume: bool = False
+    seed: int = 1234                # problems and samples are a function of the seed
+    resume: bool = False             # continue an interrupted run with the same settings
+    overwrite: bool = False          # delete an existing run of this name and start over
     methods: list[str] = field(default_factory=list)   # search methods: delegates to eval.sweep
     verifiers: str = ""              # `reasonlab verifiers` run dir (ORM / PRM) for those methods
 
@@ -47,17 +50,31 @@ def make_task(cfg: EvalConfig):
 
     from reasonlab.tasks import get_task
 
+    options = {"max_completion_chars": cfg.max_completion_chars}
     if not cfg.data_path:
-        return get_task(cfg.task)
+        return get_task(cfg.task, **options)
     path = Path(cfg.data_path)
-    if not path.exists():
-        raise FileNotFoundError(f"data_path not found: {path}")
-    return get_task(cfg.task, **({"data_dir": path} if path.is_dir() else {"path": path}))
+    return get_task(cfg.task, **({"data_dir": path} if path.is_dir() else {"path": path}), **options)
+
+
+def generate_problems(task, n: int, seed: int, split: str, options: dict, key: str = "generate") -> list[dict]:
+    """``task.generate`` with a user mistake in ``options`` (unknown difficulty option, too few
+    distinct problems) reported as one line naming the config ``key``; bad data files stay
+    ``DataError`` (``path:LINE: ...``)."""
+    from reasonlab.config import ConfigError
+    from reasonlab.io import DataError
+
+    try:
+        return task.generate(n, seed=seed, split=split, **options)
+    except (DataError, ConfigError):
+        raise
+    except ValueError as err:
+        raise ConfigError(f"{key}: {err}") from None
 
 
 def load_problems(cfg: EvalConfig, task) -> list[dict]:
     """Held-out problems for the task (synthetic: generated from the test split)."""
-    return task.generate(cfg.limit, seed=cfg.seed, split=cfg.split, **cfg.generate)
+    return generate_problems(task, cfg.limit, cfg.seed, cfg.split, cfg.generate)
 
 
 def score_completions(task, example: dict, texts: list[str]) -> dict:
@@ -86,6 +103,23 @@ def greedy_accuracy(model, tokenizer, task, problems: list[dict], template: str,
     return sum(solved) / max(1, len(solved))
 
 
+def reason_counts(rows: list[dict]) -> dict[str, int]:
+    """How many samples got each verdict reason, in the order of ``tasks.REASONS`` (``ok``,
+    ``wrong``, then each way of not answering: ``bad_format`` apart from ``wrong``).
+
+    >>> reason_counts([{"reasons": ["ok", "wrong"]}, {"reasons": ["bad_format", "ok"]}])
+    {'ok': 2, 'wrong': 1, 'bad_format': 1}
+    """
+    from reasonlab.tasks import REASONS
+
+    counts: dict[str, int] = {}
+    for row in rows:
+        for reason in row["reasons"]:
+            counts[reason] = counts.get(reason, 0) + 1
+    order = list(REASONS)
+    return dict(sorted(counts.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))
+
+
 def read_finished(path) -> dict[str, dict]:
     """Rows already written by an interrupted run; a line cut off by the interruption is
     dropped (its problem is evaluated again)."""
@@ -103,8 +137,30 @@ def read_finished(path) -> dict[str, dict]:
     return done
 
 
+def check_config(cfg: EvalConfig, model_required: bool = True, prefix: str = "") -> None:
+    """Every cheap check of an evaluation config (no disk writes, no model load)."""
+    from reasonlab.checks import check_eval
+
+    check_eval(cfg, prefix, model_required)
+    if cfg.methods and cfg.resume:
+        from reasonlab.config import ConfigError
+
+        raise ConfigError("resume: eval --methods runs the search sweep, which starts over; use --overwrite=true")
+
+
+def eval_fingerprint(cfg: EvalConfig, model=None) -> dict:
+    """What a resumed evaluation must share with the run it continues (``model``: one in memory)."""
+    from reasonlab.runs import data_digest, fingerprint, model_digest
+
+    return fingerprint(cfg, ignore=("model", "ks", "methods", "verifiers"),
+                       model_sha=model_digest(model if model is not None else cfg.model),
+                       data_sha=data_digest(cfg.task, cfg.split, cfg.data_path))
+
+
 def evaluate(cfg: EvalConfig, model=None, tokenizer=None, run_dir=None, progress: bool = True) -> dict:
-    """Run the evaluation; pass an in-memory ``model``/``tokenizer`` or set ``cfg.model``."""
+    """Run the evaluation; pass an in-memory ``model``/``tokenizer`` (and the caller's ``run_dir``)
+    or set ``cfg.model``."""
+    check_config(cfg, model_required=model is None)
     if cfg.methods:
         from reasonlab.eval.sweep import run_sweep, sweep_config_from_eval
         return run_sweep(sweep_config_from_eval(cfg), progress=progress)
@@ -116,24 +172,18 @@ def evaluate(cfg: EvalConfig, model=None, tokenizer=None, run_dir=None, progress
     from reasonlab.eval.plots import plot_accuracy_vs_k
     from reasonlab.models.hf import DTYPES, load_policy, make_runner
 
+    task = make_task(cfg)
+    problems = load_problems(cfg, task)                 # bad data stops here, before any write
+    run = run_dir if run_dir is not None else open_stage_run(cfg, eval_fingerprint(cfg, model))
     if model is None:
-        if not cfg.model:
-            raise FileNotFoundError("eval needs a model: pass --model=<checkpoint dir or hub id>")
         model, tokenizer, _ = load_policy(cfg.model, device=cfg.device, dtype=cfg.dtype,
                                           chat_template=cfg.chat_template)
-    run = run_dir if run_dir is not None else make_run_dir(cfg.runs_dir, cfg.name)
-    task = make_task(cfg)
-    problems = load_problems(cfg, task)
     results_path = run / "results.jsonl"
     done = {}
     if cfg.resume and results_path.exists():
         done = read_finished(results_path)
     elif results_path.exists():
         results_path.unlink()
-    if cfg.dtype not in DTYPES:
-        from reasonlab.config import ConfigError
-
-        raise ConfigError(f"eval: dtype={cfg.dtype!r}: expected one of {', '.join(DTYPES)}")
     dtype = None if DTYPES[cfg.dtype] == torch.float32 else DTYPES[cfg.dtype]
     runner = make_runner(model, dtype=dtype)
     t0, policy_tokens = time.perf_counter(), 0
@@ -172,6 +222,7 @@ def evaluate(cfg: EvalConfig, model=None, tokenizer=None, run_dir=None, progress
     n_samples = sum(len(r["finish_reasons"]) for r in rows)
     metrics["truncation_rate"] = sum(r["finish_reasons"].count("length") for r in rows) / max(1, n_samples)
     metrics["answered_rate"] = sum(k is not None for r in rows for k in r["keys"]) / max(1, n_samples)
+    metrics["verdicts"] = reason_counts(rows)
     seconds = time.perf_counter() - t0
     summary = {"task": cfg.task, "split": cfg.split, "template": cfg.template, "temperature": cfg.temperature,
                "n": cfg.n, "metrics": metrics, "policy_tokens": policy_tokens, "eval_seconds": round(seconds, 1),

@@ -25,8 +25,8 @@ NEEDS = {"best_of_n_orm": "orm", "weighted_vote_orm": "orm", "best_of_n_prm": "p
 
 @dataclass
 class SweepConfig:
-    name: str = "sweep"
-    runs_dir: str = "runs"
+    name: str = "sweep"              # run directory: runs_dir/name
+    runs_dir: str = "runs"           # where run directories live
     model: str = ""                   # policy checkpoint
     verifiers: str = ""               # a `reasonlab verifiers` run directory (orm/, prm/)
     task: str = "arith"
@@ -46,6 +46,7 @@ class SweepConfig:
     dtype: str = "bfloat16"
     workers: int = 0                  # sampling processes (0: one per core)
     seed: int = 1234
+    overwrite: bool = False           # delete an existing run of this name and start over
 
 
 def sweep_config_from_eval(cfg) -> SweepConfig:
@@ -55,11 +56,20 @@ def sweep_config_from_eval(cfg) -> SweepConfig:
                        split=cfg.split, generate=dict(cfg.generate), limit=cfg.limit, n_max=cfg.n,
                        methods=list(cfg.methods), search_ns=[k for k in cfg.ks if 2 <= k <= cfg.n] or [cfg.n],
                        template=cfg.template, temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens,
-                       dtype=cfg.dtype, seed=cfg.seed)
+                       dtype=cfg.dtype, seed=cfg.seed, overwrite=cfg.overwrite)
 
 
 def _check(cfg: SweepConfig) -> None:
+    from reasonlab.checks import check_choice, check_min, check_model_ref, check_task
     from reasonlab.config import ConfigError
+
+    check_task(cfg.task, cfg.split, cfg.template)
+    check_min(cfg, {"limit": 1, "n_max": 1, "max_new_tokens": 1, "beam_width": 1, "chunk": 1, "workers": 0,
+                    "temperature": 1e-9})
+    check_choice("dtype", cfg.dtype, ("bfloat16", "float16", "float32"))
+    check_choice("agg", cfg.agg, ("min", "prod", "last", "mean"))
+    if not cfg.search_ns or min(cfg.search_ns) < 1:
+        raise ConfigError(f"search_ns: a non-empty list of budgets >= 1, got {cfg.search_ns}")
 
     unknown = [m for m in cfg.methods if m not in SAMPLED + SEARCHED]
     if unknown:
@@ -69,8 +79,11 @@ def _check(cfg: SweepConfig) -> None:
     if any(NEEDS.get(m) for m in cfg.methods) and not cfg.verifiers:
         raise ConfigError("methods " + ", ".join(m for m in cfg.methods if NEEDS.get(m)) +
                           " need verifiers: pass --verifiers=<dir of a `reasonlab verifiers` run>")
-    if not cfg.model:
-        raise FileNotFoundError("sweep needs a policy: pass --model=<checkpoint dir>")
+    check_model_ref(cfg.model)
+    need = sorted({NEEDS[m] for m in cfg.methods if m in NEEDS})
+    for kind in need:
+        if not (Path(cfg.verifiers) / kind / "config.json").exists():
+            raise ConfigError(f"verifiers: no {kind} value model in {cfg.verifiers} (run `reasonlab verifiers` first)")
 
 
 def _dtype(name: str):
@@ -212,27 +225,22 @@ def run_sweep(cfg: SweepConfig, progress: bool = True) -> dict:
     from reasonlab.eval import budget
     from reasonlab.eval.run import EvalConfig, make_task
     from reasonlab.eval.sweep_jobs import make_pool
-    from reasonlab.io import (
-        atomic_write_json,
-        atomic_write_text,
-        make_run_dir,
-        run_metadata,
-    )
+    from reasonlab.eval.run import generate_problems
+    from reasonlab.io import atomic_write_json, atomic_write_text, run_metadata
     from reasonlab.models.checkpoint import load_checkpoint
+    from reasonlab.runs import fingerprint, model_digest, open_stage_run, path_digest
 
     _check(cfg)
     log = print if progress else (lambda *a: None)
     t_start = time.perf_counter()
-    run = make_run_dir(cfg.runs_dir, cfg.name)
-    policy, tokenizer, _ = load_checkpoint(cfg.model)
     task = make_task(EvalConfig(task=cfg.task))
-    problems = task.generate(cfg.limit, seed=cfg.seed, split=cfg.split, **cfg.generate)
+    problems = generate_problems(task, cfg.limit, cfg.seed, cfg.split, cfg.generate)
+    run = open_stage_run(cfg, fingerprint(cfg, ignore=("model", "verifiers"), model_sha=model_digest(cfg.model),
+                                          verifiers_sha=path_digest(cfg.verifiers) if cfg.verifiers else ""))
+    policy, tokenizer, _ = load_checkpoint(cfg.model)
     prompts = [tokenizer.encode(task.format_prompt(p, cfg.template)) for p in problems]
     sep = tokenizer.encode(task.step_separator)[0]
     need = sorted({NEEDS[m] for m in cfg.methods if m in NEEDS})
-    for kind in need:
-        if not (Path(cfg.verifiers) / kind / "config.json").exists():
-            raise FileNotFoundError(f"no {kind} value model in {cfg.verifiers} (run `reasonlab verifiers` first)")
     workers = cfg.workers or os.cpu_count() or 1
     t0 = time.perf_counter()
     comps = _sample_all(cfg, policy, tokenizer, prompts)
@@ -257,7 +265,7 @@ def run_sweep(cfg: SweepConfig, progress: bool = True) -> dict:
     _write_rows(run, cfg, problems, samples, texts, searched)
     headline = {f"{'pass' if p['method'] == 'pass@k' else 'maj'}@{p['n']}": p["accuracy"] for p in points
                 if p["method"] in ("pass@k", "majority")}
-    summary = {"stage": "sweep", "run_dir": str(run), "task": cfg.task, "n_problems": len(problems),
+    summary = {"stage": "sweep", "run_dir": str(run), "task": cfg.task, "n_problems": len(problems), "workers": workers,
                "n_max": cfg.n_max, "agg": cfg.agg, "metrics": headline, "points": points,
                "bars": budget.bars(per_problem, cfg.seed), "prm_aggregations": _aggregations(samples, cfg),
                "timings": {k: round(v, 1) for k, v in timings.items()}, **run_metadata(cfg.seed)}

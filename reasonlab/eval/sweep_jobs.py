@@ -16,6 +16,9 @@ from dataclasses import dataclass
 def _init_worker() -> None:
     import torch
 
+    from reasonlab.engine.parallel import ignore_interrupts
+
+    ignore_interrupts()
     torch.set_num_threads(1)
 
 

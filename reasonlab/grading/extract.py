@@ -1,21 +1,34 @@
 """Final-answer extraction from model completions.
 
 All functions are pure and linear-time in the length of the text (no nested regex backtracking),
-so they are safe on adversarial strings. Callers cap the text length with :data:`MAX_TEXT_CHARS`.
+so they are safe on adversarial strings; tasks cap the completion length with their
+``max_completion_chars`` option (default :data:`DEFAULT_MAX_COMPLETION_CHARS`, room for long
+chain-of-thought outputs of 32k tokens and more).
+
+Answer tags follow one rule for every task (:func:`answer_blocks`): the contents of well-paired
+``<answer>...</answer>`` blocks are the candidates; a tag opened inside an open block, a closing
+tag without an opener, an ``<answer>`` that is never closed, or more than
+:data:`MAX_ANSWER_BLOCKS` blocks make the completion malformed (reason ``"bad_format"``), and no
+other source is consulted. Every candidate, whatever its source, is then read by the same rule
+(:mod:`reasonlab.grading.answer` for numbers).
 
 >>> scan_tags("x</think>\\n<answer>18</answer>").blocks
 ('18',)
+>>> answer_blocks("so <answer>8").malformed
+True
 >>> last_boxed(r"so \\boxed{\\frac{1}{2}} and finally \\fbox{3}")
 '3'
 >>> extract_final("He makes 9 * 2 = 18 dollars.\\n#### 18").candidates
 ('18',)
+>>> last_number("so the total is 10^10.")
+'10^10'
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 
-MAX_TEXT_CHARS = 50_000
+DEFAULT_MAX_COMPLETION_CHARS = 1_000_000
 MAX_ANSWER_CHARS = 1_000  # a longer "final answer" is malformed (and costly to scan)
 MAX_ANSWER_BLOCKS = 16  # more blocks than this is malformed, not a list of answers to weigh
 
@@ -23,7 +36,9 @@ _BOXED_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _HASH_RE = re.compile(r"^[ \t]*####[ \t]*(.*)$", re.MULTILINE)
 _ANSWER_IS_RE = re.compile(r"the (?:final )?answer is\s*:?", re.IGNORECASE)
 _SENTENCE_END_RE = re.compile(r"\.(?:\s|$)|\n")
-_LAST_NUMBER_RE = re.compile(r"-?[0-9][0-9,]*(?:\.[0-9]+)?")
+_LAST_NUMBER_RE = re.compile(r"\d[\d,]*(?:\.\d+)?")
+_RUN_OPERATORS = frozenset(".+-*/^()×÷−·$ \t")
+_RUN_TAIL = frozenset(")⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻")
 
 
 @dataclass(frozen=True)
@@ -41,8 +56,8 @@ class TagScan:
 
     @property
     def usable(self) -> bool:
-        """Well formed, with at most :data:`MAX_ANSWER_BLOCKS` blocks."""
-        return not self.malformed and len(self.blocks) <= MAX_ANSWER_BLOCKS
+        """Well formed, every tag closed, with at most :data:`MAX_ANSWER_BLOCKS` blocks."""
+        return not (self.malformed or self.unclosed) and len(self.blocks) <= MAX_ANSWER_BLOCKS
 
 
 def scan_tags(text: str, tag: str = "answer") -> TagScan:
@@ -117,10 +132,30 @@ def answer_is(text: str) -> str | None:
     return phrase or None
 
 
+def _in_run(text: str, i: int) -> bool:
+    ch = text[i]
+    if ch == ",":  # a thousands separator, not a list comma
+        return text[i + 1:i + 2].isdigit()
+    return ch.isdigit() or ch in _RUN_OPERATORS
+
+
 def last_number(text: str) -> str | None:
-    """The last number-looking token in the text, or None."""
+    """The arithmetic run that ends with the last number of the text, or None.
+
+    The run reaches left over digits, operators, parentheses and spaces on the same line, but
+    not over ``=``: ``"9 * 2 = 18"`` gives ``"18"``, ``"so 10^10"`` gives ``"10^10"``. It stops
+    after :data:`MAX_ANSWER_CHARS` characters (a longer run is malformed anyway).
+    """
     last = _last_match(_LAST_NUMBER_RE, text)
-    return last.group(0).rstrip(",") if last else None
+    if last is None:
+        return None
+    start, end = last.start(), last.end()
+    limit = max(0, start - MAX_ANSWER_CHARS)
+    while start > limit and _in_run(text, start - 1):
+        start -= 1
+    while end < len(text) and end - last.end() < MAX_ANSWER_CHARS and text[end] in _RUN_TAIL:
+        end += 1
+    return text[start:end].strip().rstrip(",") or None
 
 
 @dataclass(frozen=True)
@@ -136,13 +171,16 @@ class Extraction:
     malformed: bool = False
 
 
-def _from_tags(text: str) -> Extraction | None:
+def answer_blocks(text: str) -> Extraction | None:
+    """The ``<answer>`` rule shared by every task: None when the text has no answer tag at all;
+    a malformed Extraction when any tag is nested, stray or unclosed, or there are too many
+    blocks; else the stripped block contents as candidates."""
     scan = scan_tags(text)
-    if not scan.blocks:
-        return Extraction((), "tag", True) if scan.malformed else None
-    if len(scan.blocks) > MAX_ANSWER_BLOCKS:
+    if not scan.usable:
         return Extraction((), "tag", True)
-    return Extraction(tuple(b.strip() for b in scan.blocks), "tag", scan.malformed)
+    if not scan.blocks:
+        return None
+    return Extraction(tuple(b.strip() for b in scan.blocks), "tag")
 
 
 def _single(source: str, finder):
@@ -153,7 +191,7 @@ def _single(source: str, finder):
 
 
 EXTRACTORS = {
-    "tag": _from_tags,
+    "tag": answer_blocks,
     "boxed": _single("boxed", last_boxed),
     "hash": _single("hash", hash_answer),
     "answer_is": _single("answer_is", answer_is),

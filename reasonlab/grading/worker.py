@@ -2,32 +2,30 @@
 
 Why a process: symbolic checkers (sympy via math-verify) can hang in C code where no signal or
 thread can stop them, and ``signal.alarm`` only works in the main thread. A worker process is
-killed (SIGKILL) when a call overruns, and a fresh one is started for the next call.
+killed (SIGKILL) when a call overruns.
 
-Workers are plain ``python -m reasonlab.grading.worker`` subprocesses talking over pipes, not
-``multiprocessing`` children, so the caller's ``__main__`` is never re-imported and nothing is
-forked from a process that may hold threads (torch). The parent's ``sys.path`` is passed on, so
-any importable top-level function works.
+A :class:`WorkerPool` grows on demand: a call takes an idle worker, or forks a new one (from a
+warm template process, in milliseconds; see :mod:`reasonlab.grading.procs`) while fewer than
+``size`` exist, or waits for one to come free. The call's ``timeout`` covers the wait too, so a
+stuck check never delays another past its own deadline: every call returns its value, a
+:class:`WorkerError` or :data:`TIMEOUT` within ``timeout`` (plus the pool's one-time start).
 
->>> with WorkerPool(size=1) as pool:
+>>> with WorkerPool(size=2) as pool:
 ...     pool.run(divmod, (7, 2), timeout=30.0)
 (3, 1)
 """
 from __future__ import annotations
 
-import importlib
-import os
-import pickle
-import queue
-import subprocess
-import sys
 import threading
 import time
 import weakref
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
-STARTUP_TIMEOUT_S = 120.0
+from reasonlab.grading.procs import Template, hang
+
+__all__ = ["TIMEOUT", "WorkerError", "Worker", "WorkerPool", "run_with_timeout", "LazyOnce",
+           "hang"]
 
 
 class _Timeout:
@@ -50,103 +48,102 @@ class WorkerError:
     message: str
 
 
-def hang(*_args, **_kwargs) -> None:
-    """Sleep (practically) forever: a deliberately pathological function for timeout tests."""
-    time.sleep(3600)
-
-
+@dataclass
 class Worker:
-    """One persistent worker process; not thread-safe on its own (see :class:`WorkerPool`)."""
+    """One forked worker process; used by one call at a time."""
 
-    def __init__(self, preload: tuple[str, ...] = (), show_stderr: bool = False):
-        self.preload = tuple(preload)
-        self.show_stderr = show_stderr
-        self._proc: subprocess.Popen | None = None
-        self._send: Connection | None = None
-        self._recv: Connection | None = None
+    pid: int
+    recv: Connection
+    send: Connection
+    template: Template
+    alive: bool = True
 
-    def _start(self) -> None:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
-        parent_read, child_write = os.pipe()
-        child_read, parent_write = os.pipe()
-        self._proc = subprocess.Popen(
-            [sys.executable, "-m", "reasonlab.grading.worker", str(child_read), str(child_write)],
-            pass_fds=(child_read, child_write), env=env, stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL, stderr=None if self.show_stderr else subprocess.DEVNULL,
-        )
-        os.close(child_read)
-        os.close(child_write)
-        self._recv = Connection(parent_read, writable=False)
-        self._send = Connection(parent_write, readable=False)
-        self._send.send(self.preload)
-        if not self._recv.poll(STARTUP_TIMEOUT_S):
-            self.kill()
-            raise RuntimeError("grading worker did not start in time")
-        status, detail = self._recv.recv()
-        if status != "ready":
-            self.kill()
-            raise ImportError(f"grading worker could not start: {detail}")
-
-    def alive(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    def call(self, fn, args: tuple = (), kwargs: dict | None = None, timeout: float = 3.0):
-        """``fn(*args, **kwargs)`` in the worker; TIMEOUT (worker killed) or WorkerError on failure.
-
-        The deadline covers only the call: starting the worker (and its preloads) is not counted.
-        """
-        if not self.alive():
-            self.kill()
-            self._start()
+    def call(self, fn, args: tuple, kwargs: dict, timeout: float):
+        """``fn(*args, **kwargs)`` in the worker; TIMEOUT (worker killed) or WorkerError."""
         try:
-            self._send.send((fn, tuple(args), dict(kwargs or {})))
-            if not self._recv.poll(timeout):
+            self.send.send((fn, tuple(args), dict(kwargs)))
+            if not self.recv.poll(max(0.0, timeout)):
                 self.kill()
                 return TIMEOUT
-            status, value = self._recv.recv()
-        except (EOFError, OSError, BrokenPipeError) as exc:
+            status, value = self.recv.recv()
+        except (EOFError, OSError) as exc:
             self.kill()
             return WorkerError(f"worker died: {type(exc).__name__}")
         return value if status == "ok" else WorkerError(value)
 
     def kill(self) -> None:
-        """Hard-kill the process (if any) and close the pipes."""
-        if self._proc is not None:
-            if self._proc.poll() is None:
-                self._proc.kill()
-            self._proc.wait()
-            self._proc = None
-        for conn in (self._send, self._recv):
-            if conn is not None:
-                conn.close()
-        self._send = self._recv = None
+        """Hard-kill the process and close the pipes."""
+        if self.alive:
+            self.alive = False
+            self.template.kill(self.pid)
+            self.recv.close()
+            self.send.close()
 
 
 class WorkerPool:
-    """A fixed set of :class:`Worker` s shared safely by any number of threads.
+    """Up to ``size`` workers, forked on demand, shared safely by any number of threads.
 
-    Each call borrows an idle worker (blocking until one is free), so at most ``size`` calls run
-    at once. Workers start lazily and are killed by :meth:`close`, at garbage collection, or at
-    interpreter exit.
+    ``preload`` names modules the template imports once (``module:function`` also calls a
+    warm-up function), so every worker starts warm. The template starts on the first call (not
+    counted in that call's deadline) and is stopped by :meth:`close`, at garbage collection, or
+    at interpreter exit.
     """
 
     def __init__(self, size: int = 1, preload: tuple[str, ...] = (), show_stderr: bool = False):
         if size < 1:
             raise ValueError(f"WorkerPool size must be >= 1, got {size}")
-        self._idle: queue.Queue[Worker] = queue.Queue()
-        self._workers = [Worker(preload, show_stderr) for _ in range(size)]
-        for worker in self._workers:
-            self._idle.put(worker)
-        self._finalizer = weakref.finalize(self, _kill_all, list(self._workers))
+        self.size = size
+        self._template = Template(preload, show_stderr)
+        self._cond = threading.Condition()
+        self._idle: list[Worker] = []
+        self._count = 0  # workers alive, idle or busy
+        self._finalizer = weakref.finalize(self, _shutdown, self._template, self._idle)
 
     def run(self, fn, args: tuple = (), kwargs: dict | None = None, timeout: float = 3.0):
         """``fn(*args, **kwargs)`` under a hard timeout: its value, TIMEOUT or WorkerError."""
-        worker = self._idle.get()
+        self._template.start()
+        deadline = time.monotonic() + timeout
+        worker = self._acquire(deadline)
+        if worker is None:
+            return TIMEOUT
         try:
-            return worker.call(fn, args, kwargs, timeout)
+            return worker.call(fn, args, kwargs or {}, deadline - time.monotonic())
         finally:
-            self._idle.put(worker)
+            self._release(worker)
+
+    def _acquire(self, deadline: float) -> Worker | None:
+        with self._cond:
+            while not self._idle and self._count >= self.size:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self._cond.wait(left)
+            if self._idle:
+                return self._idle.pop()
+            self._count += 1
+        try:
+            return self._fork()
+        except BaseException:
+            with self._cond:
+                self._count -= 1
+                self._cond.notify()
+            raise
+
+    def _fork(self) -> Worker:
+        try:
+            pid, recv, send = self._template.fork()
+        except OSError:  # the template died (killed from outside): start a new one once
+            self._template.start()
+            pid, recv, send = self._template.fork()
+        return Worker(pid, recv, send, self._template)
+
+    def _release(self, worker: Worker) -> None:
+        with self._cond:
+            if worker.alive:
+                self._idle.append(worker)
+            else:
+                self._count -= 1
+            self._cond.notify()
 
     def close(self) -> None:
         self._finalizer()
@@ -158,18 +155,17 @@ class WorkerPool:
         self.close()
 
 
-def _kill_all(workers: list[Worker]) -> None:
-    for worker in workers:
+def _shutdown(template: Template, idle: list[Worker]) -> None:
+    template.close()  # kills every worker, busy or idle
+    for worker in idle:
         worker.kill()
+    idle.clear()
 
 
 def run_with_timeout(fn, args: tuple = (), kwargs: dict | None = None, timeout: float = 3.0):
     """One-shot: start a worker, run the call under ``timeout``, stop the worker."""
-    worker = Worker()
-    try:
-        return worker.call(fn, args, kwargs, timeout)
-    finally:
-        worker.kill()
+    with WorkerPool(size=1) as pool:
+        return pool.run(fn, args, kwargs, timeout)
 
 
 class LazyOnce:
@@ -190,31 +186,3 @@ class LazyOnce:
         """The value if it was built already, else None (never builds it)."""
         with self._lock:
             return self._value
-
-
-def _serve(read_fd: int, write_fd: int) -> None:
-    """Worker main loop: import preloads, then answer ``(fn, args, kwargs)`` requests forever."""
-    recv = Connection(read_fd, writable=False)
-    send = Connection(write_fd, readable=False)
-    try:
-        for name in recv.recv():
-            importlib.import_module(name)
-    except ImportError as exc:
-        send.send(("error", f"{type(exc).__name__}: {exc}"))
-        return
-    send.send(("ready", None))
-    while True:
-        try:
-            request = recv.recv_bytes()
-        except EOFError:
-            return
-        try:
-            fn, args, kwargs = pickle.loads(request)
-            reply = ("ok", fn(*args, **kwargs))
-        except Exception as exc:  # noqa: BLE001 - any failure of the user function is reported
-            reply = ("error", f"{type(exc).__name__}: {exc}")
-        send.send(reply)
-
-
-if __name__ == "__main__":
-    _serve(int(sys.argv[1]), int(sys.argv[2]))

@@ -1,7 +1,7 @@
 """Stage ``reasonlab export``: write a model as a clean Hugging Face directory.
 
-Our checkpoints already are Hugging Face directories (``models.checkpoint``): transformers and
-vLLM load ``runs/<name>/model`` directly. Export makes the hand-over explicit and clean: the
+Our checkpoints already are Hugging Face directories (``models.checkpoint``): transformers
+loads ``runs/<name>/model`` directly. Export makes the hand-over explicit and clean: the
 training state (``trainer_state.pt``) is left behind, a peft LoRA model is merged into its base
 weights, and the weights are written in the requested ``dtype``.
 """
@@ -14,25 +14,45 @@ from pathlib import Path
 @dataclass
 class ExportConfig:
     model: str = ""              # reasonlab checkpoint, Hugging Face model directory or hub id
-    out: str = ""                # output directory (replaced atomically for reasonlab checkpoints)
+    out: str = ""                # output directory: new or empty, or replaced whole with `overwrite`
     dtype: str = "float32"       # weights on disk for Hugging Face models: float32 | bfloat16 | float16
+    overwrite: bool = False      # replace a non-empty `out` (never one that holds the model itself)
+
+
+def check_config(cfg: ExportConfig) -> None:
+    """``out`` must be new or empty (or ``overwrite``), and never the model's own directory or one
+    that contains it."""
+    from reasonlab.checks import check_choice, check_model_ref
+    from reasonlab.config import ConfigError
+
+    check_model_ref(cfg.model)
+    check_choice("dtype", cfg.dtype, ("float32", "bfloat16", "float16"))
+    if not cfg.out:
+        raise ConfigError("out: pass --out=<directory to write>")
+    out, source = Path(cfg.out).resolve(), Path(cfg.model).resolve()
+    if Path(cfg.model).exists() and (out == source or out in source.parents):
+        raise ConfigError(f"out: {cfg.out} holds the model being exported ({cfg.model}); pick another --out")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"out: {cfg.out} is a file")
+    if out.is_dir() and any(out.iterdir()) and not cfg.overwrite:
+        raise ConfigError(f"out: {cfg.out} is not empty; pass --overwrite=true to replace it, or another --out")
 
 
 def export(cfg: ExportConfig) -> dict:
     """Write ``cfg.model`` to ``cfg.out``; returns a small summary."""
+    from reasonlab.io import atomic_directory
     from reasonlab.models.checkpoint import save_checkpoint
     from reasonlab.models.hf import load_policy, merge_lora
 
-    if not cfg.model or not cfg.out:
-        raise FileNotFoundError("export needs --model=<checkpoint dir or hub id> and --out=<dir>")
+    check_config(cfg)
     out = Path(cfg.out)
     model, tokenizer, kind = load_policy(cfg.model, device="cpu", dtype=cfg.dtype, chat_template="never")
     if kind == "tiny":
-        save_checkpoint(out, model, tokenizer)           # fp32, no trainer state
+        save_checkpoint(out, model, tokenizer)           # fp32, no trainer state; atomic
     else:
         model = merge_lora(model)
-        out.mkdir(parents=True, exist_ok=True)
-        model.save_pretrained(str(out))
-        tokenizer.save(out)
+        with atomic_directory(out) as tmp:
+            model.save_pretrained(str(tmp))
+            tokenizer.save(tmp)
     params = sum(p.numel() for p in model.parameters())
     return {"stage": "export", "kind": kind, "out": str(out), "params": params}

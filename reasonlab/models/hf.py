@@ -3,7 +3,9 @@
 ``load_policy(path_or_id)`` is the one entry point the stages use: a reasonlab checkpoint
 (``config.json`` with a ``"reasonlab"`` key) loads as our tiny ``Llama`` with its
 ``CharTokenizer``; anything else loads through ``transformers.AutoModelForCausalLM`` and
-``AutoTokenizer`` (local directory or hub id) with its tokenizer wrapped in ``HFTokenizer``.
+``AutoTokenizer`` (local directory or hub id) with its tokenizer wrapped in ``HFTokenizer`` —
+or, with ``impl="auto"`` / ``"ours"``, a Llama / Qwen2 / Qwen3 directory loads into our ``Llama``
+code (``models.families``) with its ``HFTokenizer``.
 ``make_runner(model)`` returns the matching ``engine.protocol.CausalLM`` backend, so
 ``engine.sampler.sample`` and everything above it run unchanged on either.
 
@@ -20,6 +22,18 @@ from typing import Any
 import torch
 
 CHAT_TEMPLATE_MODES = ("auto", "always", "never")
+
+
+def _safetensors_error() -> type:
+    try:
+        from safetensors import SafetensorError
+    except ImportError:  # pragma: no cover - older safetensors
+        return OSError
+    return SafetensorError
+
+
+# what loading a broken model directory raises (truncated weights, corrupt json, missing files)
+LOAD_ERRORS = (OSError, ValueError, KeyError, RuntimeError, EOFError, _safetensors_error())
 DTYPES = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16,
           "fp16": torch.float16, "float32": torch.float32, "fp32": torch.float32}
 
@@ -188,21 +202,81 @@ def merge_lora(model):
     return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
 
 
+IMPLS = ("auto", "ours", "transformers")
+
+
 def load_policy(path_or_id: str | Path, device: str = "auto", dtype: str | torch.dtype | None = "auto",
                 chat_template: str = "auto", lora: LoraOptions | None = None,
-                trust_remote_code: bool = False) -> tuple[Any, Any, str]:
-    """-> (model, tokenizer, kind) with kind ``"tiny"`` (our Llama, fp32 on cpu: the runner
-    casts for sampling) or ``"hf"`` (a transformers model on ``device`` in ``dtype``)."""
-    if not str(path_or_id):
-        raise FileNotFoundError("no model given: pass --model=<checkpoint dir or hub id>")
-    if is_reasonlab_checkpoint(path_or_id):
-        from reasonlab.models.checkpoint import load_checkpoint
+                trust_remote_code: bool = False, impl: str | None = None) -> tuple[Any, Any, str]:
+    """-> (model, tokenizer, kind) with kind ``"tiny"`` (our ``Llama`` code, fp32 on cpu: the
+    runner casts for sampling; ``device`` and ``dtype`` do not apply) or ``"hf"`` (a transformers
+    model on ``device`` in ``dtype``).
 
-        model, tokenizer, _ = load_checkpoint(path_or_id)
-        return model, tokenizer, "tiny"
-    model, tokenizer = load_hf(str(path_or_id), device=device, dtype=dtype, chat_template=chat_template,
-                               lora=lora, trust_remote_code=trust_remote_code)
+    ``impl`` picks the code for a Hugging Face directory:
+
+    - ``None`` (default, as before): reasonlab checkpoints -> ours, anything else -> transformers;
+    - ``"auto"``: also a local Llama / Qwen2 / Qwen3 directory (``models.families``) -> ours, unless
+      ``device`` resolves to an accelerator (our engine runs on the CPU) or ``lora`` is set
+      (peft wraps transformers modules); any other architecture -> transformers;
+    - ``"ours"``: always ours (ConfigError for an architecture or field we do not implement);
+    - ``"transformers"``: always transformers, reasonlab checkpoints included.
+
+    A config field of a supported family that our code does not implement (a sliding window,
+    YaRN RoPE, ...) is a ConfigError naming the field under ``auto`` and ``ours``, never a silently
+    different model. A directory that is empty, has no or a corrupt ``config.json``, no weights, or
+    truncated weight or tokenizer files gives one line (ConfigError / DataError) naming the file."""
+    from reasonlab.checks import check_model_ref
+
+    check_model_ref(str(path_or_id))
+    try:
+        route = _route(path_or_id, impl, device, lora)
+        if route == "checkpoint":
+            from reasonlab.models.checkpoint import load_checkpoint
+
+            model, tokenizer, _ = load_checkpoint(path_or_id)
+            return model, tokenizer, "tiny"
+        if route == "ours":
+            from reasonlab.models.families import load_pretrained
+
+            model, tokenizer = load_pretrained(path_or_id, chat_template, trust_remote_code)
+            return model, tokenizer, "tiny"
+        model, tokenizer = load_hf(str(path_or_id), device=device, dtype=dtype, chat_template=chat_template,
+                                   lora=lora, trust_remote_code=trust_remote_code)
+    except LOAD_ERRORS as err:
+        from reasonlab.io import DataError
+
+        text = " ".join(str(err).split()) or type(err).__name__
+        raise DataError(f"{path_or_id}: could not load the model ({text[:300]})") from err
     return model, tokenizer, "hf"
+
+
+def _route(path_or_id, impl: str | None, device: str, lora: LoraOptions | None) -> str:
+    """``"checkpoint"`` (a reasonlab checkpoint with our tokenizer), ``"ours"`` (a Hugging Face
+    directory through ``models.families``) or ``"transformers"``."""
+    from reasonlab.config import ConfigError
+
+    if impl is not None and impl not in IMPLS:
+        raise ConfigError(f"impl: unknown value {impl!r}; choose from: {', '.join(IMPLS)}")
+    if impl == "transformers":
+        return "transformers"
+    from reasonlab.models.checkpoint import has_char_tokenizer
+
+    ours = is_reasonlab_checkpoint(path_or_id)
+    config = Path(path_or_id) / "config.json"
+    meta = json.loads(config.read_text()) if config.is_file() else None
+    if impl is None or (ours and (meta is None or has_char_tokenizer(path_or_id))):
+        return "checkpoint" if ours else "transformers"
+    if impl == "ours":
+        if meta is None:
+            raise ConfigError(f"impl: ours loads local model directories; {path_or_id} has no config.json")
+        if lora is not None and lora.r > 0:
+            raise ConfigError("lora: LoRA adapters need impl=transformers (peft wraps transformers modules)")
+        return "ours"
+    from reasonlab.models.families import supported_family
+
+    if meta is None or not supported_family(meta) or (lora is not None and lora.r > 0):
+        return "transformers"
+    return "ours" if resolve_device(device).type == "cpu" else "transformers"
 
 
 def model_kind(model) -> str:

@@ -5,12 +5,13 @@
 >>> task.verify(rows[0], "<answer>" + rows[0]["answer"] + "</answer>").correct
 True
 
+Every ``Verdict.reason`` is a key of :data:`REASONS` (one line each on what it means).
 Importing this package never imports torch, transformers or math-verify.
 """
 from __future__ import annotations
 
 from reasonlab.tasks.arith import ArithTask
-from reasonlab.tasks.base import Task, Verdict
+from reasonlab.tasks.base import REASONS, Task, Verdict
 from reasonlab.tasks.countdown import CountdownTask
 from reasonlab.tasks.gsm8k import GSM8KTask
 from reasonlab.tasks.math import MathTask
@@ -31,5 +32,5 @@ def get_task(name: str, **kwargs) -> Task:
     return TASKS[name](**kwargs)
 
 
-__all__ = ["TASKS", "TEMPLATES", "Task", "Verdict", "get_task", "check_r1_format",
+__all__ = ["REASONS", "TASKS", "TEMPLATES", "Task", "Verdict", "get_task", "check_r1_format",
            "format_prompt", "ArithTask", "CountdownTask", "GSM8KTask", "MathTask"]

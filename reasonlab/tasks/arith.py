@@ -18,6 +18,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from reasonlab.grading.extract import DEFAULT_MAX_COMPLETION_CHARS
 from reasonlab.tasks.base import Task, r1_completion
 
 VARIABLES = "abcdefghjkmnpqrstuvwxyz"  # i, l, o skipped: they look like 1 and 0
@@ -112,7 +113,9 @@ class ArithTask(Task):
     input or literal) and ``max_value`` (int, bound on every intermediate value's magnitude).
 
     ``lenient=True`` also accepts answers outside ``<answer>`` tags (boxed, ``####``, "The answer
-    is", last number), for prompts other than ``r1``.
+    is", the final arithmetic run), for prompts other than ``r1``. Answers are read by the
+    candidate grammar of :mod:`reasonlab.grading.answer`; ``max_completion_chars`` caps the
+    completion length (longer is ``"bad_format"``).
     """
 
     name = "arith"
@@ -120,7 +123,9 @@ class ArithTask(Task):
     reflection_marker = REFLECTION_MARKER
     difficulty_keys = ("steps", "max_operand", "max_value")
 
-    def __init__(self, lenient: bool = False):
+    def __init__(self, lenient: bool = False,
+                 max_completion_chars: int = DEFAULT_MAX_COMPLETION_CHARS):
+        super().__init__(max_completion_chars)
         if not lenient:
             self.answer_sources = ("tag",)
 

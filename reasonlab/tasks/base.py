@@ -14,13 +14,10 @@ import hashlib
 import random
 from dataclasses import dataclass
 
-from reasonlab.grading.extract import ALL_SOURCES, MAX_TEXT_CHARS, extract_final
-from reasonlab.grading.numeric import (
-    canonical_number,
-    distinct_numbers,
-    format_fraction,
-    parse_number,
-)
+from reasonlab.config import ConfigError
+from reasonlab.grading.answer import read_answer
+from reasonlab.grading.extract import ALL_SOURCES, DEFAULT_MAX_COMPLETION_CHARS, extract_final
+from reasonlab.grading.numeric import canonical_number, format_fraction
 from reasonlab.tasks import prompts
 
 SPLITS = ("train", "test")
@@ -31,13 +28,32 @@ VERIFY_ERRORS = (ValueError, TypeError, KeyError, IndexError, AttributeError, Ar
                  RecursionError)
 
 
+# every Verdict.reason, in one place (eval summaries count them; RL rewards only see `correct`)
+REASONS = {
+    "ok": "a final answer was read and it is correct",
+    "wrong": "a well-formed final answer that is not the reference",
+    "no_answer": "no final answer: no answer source found, or it holds no number / expression",
+    "bad_format": "the output is malformed: over max_completion_chars, an <answer> tag nested, "
+                  "stray or never closed, too many answer blocks, or an over-long answer",
+    "multiple_answers": "the answer states different values (18 or 19; several blocks)",
+    "bad_expression": "the answer is not in the task's answer grammar, or too large or undefined "
+                      "to evaluate (not 6, 2x, 10**10**10, 1/0, power towers)",
+    "wrong_numbers": "countdown: the expression does not use each given number exactly once",
+    "timeout": "math: the symbolic check was killed at its timeout",
+    "error": "the verifier failed on this input (a bug, or a malformed example row)",
+}
+
+
+class SplitError(ConfigError, ValueError):
+    """An unknown split name; one line with the valid choices."""
+
+
 @dataclass(frozen=True)
 class Verdict:
     """Outcome of checking one completion.
 
-    ``parsed`` is the extracted final answer (None if none was found); ``reason`` is one of
-    ``"ok"``, ``"wrong"``, ``"no_answer"``, ``"bad_format"``, ``"multiple_answers"``,
-    ``"bad_expression"``, ``"wrong_numbers"``, ``"timeout"``, ``"error"``.
+    ``parsed`` is the extracted final answer (None if none was read); ``reason`` is a key of
+    :data:`REASONS`. ``correct`` is True only with reason ``"ok"``.
     """
 
     correct: bool
@@ -58,40 +74,46 @@ def split_of(key: str, test_fraction: float = TEST_FRACTION) -> str:
 
 def check_split(split: str) -> None:
     if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; choose from: {', '.join(SPLITS)}")
+        raise SplitError(f"split: unknown split {split!r}; choose from: {', '.join(SPLITS)}")
 
 
 def verify_numeric(reference: str, completion: str,
                    sources: tuple[str, ...] = ALL_SOURCES) -> Verdict:
-    """Extract a final number from ``completion`` and compare it exactly with ``reference``.
+    """Extract the final answer of ``completion`` and compare its value exactly with
+    ``reference``.
 
-    Several answer blocks (or one block / "the answer is" phrase) stating different numbers give
-    ``"multiple_answers"``; nested or stray ``<answer>`` tags give ``"bad_format"``.
+    Each candidate is read by the grammar of :mod:`reasonlab.grading.answer` (an expression is
+    evaluated exactly, never graded by its last number). Candidates without a number are
+    skipped; several candidates stating different values give ``"multiple_answers"``; a
+    malformed completion (see :func:`~reasonlab.grading.extract.answer_blocks`) ``"bad_format"``.
 
     >>> verify_numeric("18", "so</think>\\n<answer>$18.00</answer>")
     Verdict(correct=True, parsed='18', reason='ok')
-    >>> verify_numeric("18", "<answer>18 or 19</answer>").reason
-    'multiple_answers'
+    >>> [verify_numeric("5", c).reason for c in ("<answer>5-5</answer>", "<answer>5", "#### not 5")]
+    ['wrong', 'bad_format', 'bad_expression']
     """
     found = extract_final(completion, sources)
     if found is None:
         return Verdict(False, None, "no_answer")
     if found.malformed:
         return Verdict(False, None, "bad_format")
-    values = []
+    value = None
     for candidate in found.candidates:
-        numbers = distinct_numbers(candidate)
-        if len(numbers) > 1:
-            return Verdict(False, candidate, "multiple_answers")
-        if numbers and numbers[0] not in values:
-            values.append(numbers[0])
-        if len(values) > 1:
+        reading = read_answer(candidate)
+        if reading.reason == "no_answer":
+            continue
+        if reading.reason != "ok":
+            return Verdict(False, None, reading.reason)
+        if value is not None and reading.value != value:
             return Verdict(False, None, "multiple_answers")
-    if not values:
-        return Verdict(False, found.candidates[-1] if found.candidates else None, "no_answer")
-    parsed = format_fraction(values[0])
-    correct = values[0] == parse_number(reference)
-    return Verdict(correct, parsed, "ok" if correct else "wrong")
+        value = reading.value
+    if value is None:
+        return Verdict(False, None, "no_answer")
+    gold = read_answer(reference).value
+    if gold is None:
+        return Verdict(False, format_fraction(value), "error")
+    correct = value == gold
+    return Verdict(correct, format_fraction(value), "ok" if correct else "wrong")
 
 
 class Task:
@@ -105,8 +127,15 @@ class Task:
     step_separator: str = "\n"
     reflection_marker: str = "wait,"
     answer_sources: tuple[str, ...] = ALL_SOURCES
-    max_completion_chars: int = MAX_TEXT_CHARS
+    max_completion_chars: int = DEFAULT_MAX_COMPLETION_CHARS
     difficulty_keys: tuple[str, ...] = ()
+
+    def __init__(self, max_completion_chars: int = DEFAULT_MAX_COMPLETION_CHARS):
+        """``max_completion_chars``: a longer completion is ``"bad_format"`` whatever it says."""
+        if not isinstance(max_completion_chars, int) or max_completion_chars < 1:
+            raise ValueError(f"{self.name}: max_completion_chars must be a positive integer, "
+                             f"got {max_completion_chars!r}")
+        self.max_completion_chars = max_completion_chars
 
     # ---- data -----------------------------------------------------------------------------
     def generate(self, n: int, seed: int, split: str = "train", **difficulty) -> list[dict]:

@@ -1,8 +1,12 @@
 """Countdown (the TinyZero task): combine the given numbers, each exactly once, into the target.
 
 Question: ``Using the numbers [3, 7, 25, 50], make 125. Use each number once with + - * / and
-parentheses.`` Any valid expression is correct; the verifier parses it with
-:mod:`reasonlab.grading.expr` (never ``eval``), evaluates exactly, and checks the numbers used.
+parentheses.`` Any valid expression is correct; the verifier parses it with the ``INTEGERS``
+dialect of :mod:`reasonlab.grading.expr` (never ``eval``), evaluates exactly, and checks the
+numbers used. The answer is found by the shared ``<answer>`` rule and its presentation removed
+as for every numeric answer (:func:`reasonlab.grading.answer.normalize_candidate`: ``×``,
+``\\times``, Unicode digits, ``$...$``, a ``\\boxed{}`` wrapper); an optional ``= target``
+is checked. Unary minus, powers, decimals and other symbols are ``"bad_expression"``.
 
 Only solvable problems are generated: the target is built from a random expression tree over
 the numbers (positive integer intermediate values). Traces are Stream-of-Search style DFS with
@@ -11,6 +15,7 @@ backtracking (see :meth:`CountdownTask.trace`).
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass, field
 from fractions import Fraction
 
@@ -25,7 +30,8 @@ from reasonlab.grading.expr import (
     parse,
     to_str,
 )
-from reasonlab.grading.extract import answer_is, scan_tags
+from reasonlab.grading.answer import normalize_candidate, read_answer
+from reasonlab.grading.extract import DEFAULT_MAX_COMPLETION_CHARS, extract_final
 from reasonlab.tasks.base import Task, Verdict, r1_completion
 
 MAX_INTERMEDIATE = 100_000
@@ -177,8 +183,11 @@ class CountdownTask(Task):
     reflection_marker = "dead end"
     difficulty_keys = ("n_numbers", "max_number", "max_target")
 
-    def __init__(self, lenient: bool = False):
+    def __init__(self, lenient: bool = False,
+                 max_completion_chars: int = DEFAULT_MAX_COMPLETION_CHARS):
+        super().__init__(max_completion_chars)
         self.lenient = lenient
+        self.answer_sources = ("tag", "answer_is") if lenient else ("tag",)
 
     def _sample(self, rng: random.Random, n_numbers=(3, 4), max_number: int = 99,
                 max_target: int = 999) -> dict:
@@ -207,18 +216,11 @@ class CountdownTask(Task):
     def canonical(self, parsed: str) -> str:
         return "".join(parsed.split())
 
-    def _candidates(self, completion: str) -> tuple[list[str], bool]:
-        scan = scan_tags(completion)
-        blocks = [b.strip() for b in scan.blocks]
-        if not blocks and self.lenient and scan.usable:
-            phrase = answer_is(completion)
-            blocks = [phrase] if phrase else []
-        return blocks, not scan.usable
-
     def _verify(self, example: dict, completion: str) -> Verdict:
-        blocks, malformed = self._candidates(completion)
-        if malformed:
+        found = extract_final(completion, self.answer_sources)
+        if found is not None and found.malformed:
             return Verdict(False, None, "bad_format")
+        blocks = [b for b in found.candidates if b] if found is not None else []
         if not blocks:
             return Verdict(False, None, "no_answer")
         if len({self.canonical(b) for b in blocks}) > 1:
@@ -255,23 +257,33 @@ class CountdownTask(Task):
         return f"{meta['solution']} = {meta['target']}. The answer is {meta['solution']}."
 
 
+_FRAC_RE = re.compile(r"\\frac\s*\{([^{}]*)\}\s*\{([^{}]*)\}")
+
+
 def check_expression(text: str, numbers: list[int], target: int) -> Verdict:
-    """Verdict for one answer expression (an optional trailing ``= target`` is tolerated)."""
+    """Verdict for one answer expression.
+
+    ``\\frac{a}{b}`` reads as ``(a) / (b)`` and a final period is punctuation; an optional
+    single trailing ``= value`` must state the target (read as a number answer: ``= 30``,
+    ``= 30.0``).
+    """
     if len(text) > MAX_EXPR_CHARS:
         return Verdict(False, None, "bad_format")
+    text = _FRAC_RE.sub(r"(\1) / (\2)", normalize_candidate(text)).strip().rstrip(".")
     expr_text, eq, claimed = text.partition("=")
     expr_text = expr_text.strip()
     parsed = "".join(expr_text.split()) or None
     try:
         node = parse(expr_text)
         value = evaluate(node)
-        stated = parse(claimed) if eq else None
-        stated_value = evaluate(stated) if stated is not None else None
     except ExprError:
+        return Verdict(False, parsed, "bad_expression")
+    stated = read_answer(claimed) if eq else None
+    if stated is not None and (stated.reason != "ok" or "=" in claimed):
         return Verdict(False, parsed, "bad_expression")
     if sorted(literals(node)) != sorted(numbers):
         return Verdict(False, parsed, "wrong_numbers")
-    if stated_value is not None and not (isinstance(stated, Num) and stated_value == target):
+    if stated is not None and stated.value != target:
         return Verdict(False, parsed, "wrong")
     correct = value == Fraction(target)
     return Verdict(correct, parsed, "ok" if correct else "wrong")

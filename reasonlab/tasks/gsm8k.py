@@ -5,7 +5,13 @@ Rows come from a local jsonl (``question``, ``answer`` whose last line is ``####
 (``openai/gsm8k``, config ``main``; needs ``datasets``, imported lazily).
 
 Answers are extracted in order: ``<answer>`` tags, ``\\boxed{}``, ``#### N``, "The answer is N",
-the last number; numbers compare exactly (commas, ``$``, units, ``18.0``, ``%`` tolerated).
+the final arithmetic run of the text; whatever the source, the candidate is read by the grammar of
+:mod:`reasonlab.grading.answer` and compared exactly (commas, ``$``, units, ``18.0``, ``%``
+tolerated; an expression is evaluated, never graded by its last number). A completion longer
+than ``max_completion_chars`` (default 1,000,000) is ``"bad_format"``.
+
+A row must have a ``question`` and an ``answer`` whose ``#### `` line states one number; other
+rows are refused with ``path:LINE: ...`` (:class:`reasonlab.io.DataError`).
 """
 from __future__ import annotations
 
@@ -13,27 +19,36 @@ import random
 import re
 from pathlib import Path
 
-from reasonlab.grading.extract import hash_answer
+from reasonlab.grading.extract import DEFAULT_MAX_COMPLETION_CHARS, hash_answer
+from reasonlab.grading.numeric import parse_number
 from reasonlab.tasks.base import Task, r1_completion
-from reasonlab.tasks.data import DatasetRows, load_hub
+from reasonlab.tasks.data import DatasetRows, RowError, load_hub, require_text
 
 HUB_ID = ("openai/gsm8k", "main")
 _CALC_RE = re.compile(r"<<[^<>]*>>")
 
 
 def final_answer(solution: str) -> str:
-    """The number after ``####`` with commas removed; ValueError if there is none."""
+    """The number after ``####`` with commas removed; RowError (a ValueError) if there is none.
+
+    >>> final_answer("3 * 400 = 1200\\n#### 1,200")
+    '1200'
+    """
     found = hash_answer(solution)
     if found is None:
-        raise ValueError("solution has no '#### <answer>' line")
+        raise RowError("'answer' has no '#### <number>' line (GSM8K rows: 'question', and "
+                       "'answer' = a worked solution ending in '#### N')")
+    if parse_number(found) is None:
+        raise RowError(f"the '####' line states no single number: {found[:40]!r}")
     return found.replace(",", "").strip()
 
 
 def to_row(record: dict, split: str, index: int) -> dict:
     """A standard example row from one GSM8K record."""
-    return {"id": f"gsm8k-{split}-{index}", "question": record["question"],
-            "answer": final_answer(record["answer"]),
-            "meta": {"solution": record["answer"], "index": index}}
+    question = require_text(record, "question")
+    solution = require_text(record, "answer")
+    return {"id": f"gsm8k-{split}-{index}", "question": question,
+            "answer": final_answer(solution), "meta": {"solution": solution, "index": index}}
 
 
 def clean_solution(solution: str) -> str:
@@ -48,7 +63,9 @@ class GSM8KTask(DatasetRows, Task):
     name = "gsm8k"
     step_separator = "\n"
 
-    def __init__(self, path: str | Path | None = None, data_dir: str | Path | None = None):
+    def __init__(self, path: str | Path | None = None, data_dir: str | Path | None = None,
+                 max_completion_chars: int = DEFAULT_MAX_COMPLETION_CHARS):
+        super().__init__(max_completion_chars)
         self.path = Path(path) if path is not None else None
         self.data_dir = Path(data_dir) if data_dir is not None else None
         self._rows: dict[str, list[dict]] = {}

@@ -46,15 +46,15 @@ import torch
 
 from reasonlab.config import config_to_dict, save_config
 from reasonlab.engine.sampler import SamplingConfig
-from reasonlab.eval.run import EvalConfig
+from reasonlab.eval.run import EvalConfig, generate_problems
 from reasonlab.io import (
     append_jsonl,
     atomic_write_json,
-    make_run_dir,
     read_jsonl,
     run_metadata,
     write_jsonl,
 )
+from reasonlab.runs import fingerprint, model_digest, open_stage_run
 from reasonlab.train import policy_update, rl
 from reasonlab.train.curriculum import PromptSampler
 from reasonlab.train.policy_update import UpdateSpec, local_gradients
@@ -65,7 +65,7 @@ from reasonlab.train.rl_monitor import (
     preflight,
     rollout_metrics,
 )
-from reasonlab.train.rollout import BACKENDS, batch_tensors, generate
+from reasonlab.train.rollout import BACKENDS, batch_tensors, generate, worker_count
 
 
 @dataclass
@@ -90,8 +90,8 @@ class PromptConfig:
 
 @dataclass
 class GRPOConfig:
-    name: str = "grpo"
-    runs_dir: str = "runs"
+    name: str = "grpo"               # run directory: runs_dir/name
+    runs_dir: str = "runs"           # where run directories live
     seed: int = 0
     model: str = ""                  # checkpoint directory (tiny) or Hugging Face model
     task: str = "arith"
@@ -123,7 +123,8 @@ class GRPOConfig:
     eval_problems: int = 200
     eval_n: int = 4
     ckpt_every: int = 10
-    resume: bool = False
+    resume: bool = False             # continue from the run's checkpoint (same settings; steps may grow)
+    overwrite: bool = False          # delete an existing run of this name and start over
     deterministic: bool = False      # deterministic kernels; a resumed run repeats the metrics
     preflight: bool = True
     final_eval: bool = True          # full held-out evaluation (``eval``) of the final policy
@@ -191,17 +192,20 @@ def setup(cfg: GRPOConfig) -> State:
 
     check_config(cfg)
     s = State()
-    s.run = make_run_dir(cfg.runs_dir, cfg.name)
+    s.task = get_task(cfg.task)
+    pool = generate_problems(s.task, cfg.train_pool, cfg.seed, "train", cfg.train_generate, "train_generate")
+    s.pool = pool
+    s.eval_problems = generate_problems(s.task, cfg.eval_problems, cfg.eval.seed, "test", cfg.eval.generate,
+                                          "eval.generate")
+    s.workers = worker_count(cfg.backend, cfg.workers)
+    s.run = open_stage_run(cfg, fingerprint(cfg, ignore=("model", "steps", "time_budget_s", "ckpt_every"),
+                                            model_sha=model_digest(cfg.model), workers=s.workers))
     save_config(cfg, s.run / "config.yaml")
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True)
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
-    s.task = get_task(cfg.task)
-    pool = s.task.generate(cfg.train_pool, seed=cfg.seed, split="train", **cfg.train_generate)
-    s.pool = pool
-    s.eval_problems = s.task.generate(cfg.eval_problems, seed=cfg.eval.seed, split="test", **cfg.eval.generate)
     s.sampler = PromptSampler(len(pool), cfg.prompts.mode, cfg.prompts.low, cfg.prompts.high, seed=cfg.seed)
     s.policy, s.tokenizer = load_policy(cfg.model)
     s.prompt_ids = {}
@@ -222,9 +226,7 @@ def setup(cfg: GRPOConfig) -> State:
         if log.exists():
             log.unlink()
     dtype = {"bfloat16": torch.bfloat16, "float32": None}[cfg.sampler_dtype]
-    import os
-
-    backend = BACKENDS[cfg.backend](s.policy, s.tokenizer, dtype, cfg.workers or os.cpu_count() or 1)
+    backend = BACKENDS[cfg.backend](s.policy, s.tokenizer, dtype, s.workers)
     s.sample_fn, s.refresh, s.close = backend.sample, backend.refresh, backend.close
     s.gradients = backend.gradients if cfg.worker_gradients and cfg.loss.beta <= 0 else local_gradients
     s.t0 = time.perf_counter()
@@ -240,7 +242,10 @@ def make_optimizer(model, cfg: GRPOConfig) -> torch.optim.AdamW:
 
 
 def check_config(cfg: GRPOConfig) -> None:
+    """Every cheap check before anything is written or loaded."""
+    from reasonlab.checks import check_choice, check_min, check_model_ref, check_task
     from reasonlab.config import ConfigError
+    from reasonlab.eval.run import check_config as check_eval_config
 
     checks = [(rl.ADVANTAGES, cfg.loss.advantage, "loss.advantage"),
               (rl.POLICY_LOSSES, cfg.loss.policy_loss, "loss.policy_loss"),
@@ -248,16 +253,22 @@ def check_config(cfg: GRPOConfig) -> None:
     for registry, name, key in checks:
         if name not in registry:
             raise ConfigError(f"{key}: unknown value {name!r}; choose from: {', '.join(sorted(registry))}")
-    if not cfg.model:
-        raise ConfigError("model: pass --model=<checkpoint dir> (e.g. a run's model/ directory)")
     if cfg.group_size < 2:
         raise ConfigError(f"group_size: {cfg.group_size} gives no group baseline; use >= 2")
-    if cfg.loss.mu < 1 or cfg.micro_batch < 1:
-        raise ConfigError("loss.mu and micro_batch must be >= 1")
+    check_min(cfg, {"steps": 1, "prompts_per_step": 1, "max_new_tokens": 1, "micro_batch": 1, "loss.mu": 1,
+                    "ckpt_every": 1, "eval_problems": 1, "eval_n": 1, "eval_every": 0, "workers": 0,
+                    "segment_tokens": 0, "warmup_steps": 0, "temperature": 1e-9, "train_pool": cfg.prompts_per_step,
+                    "prompts.max_refills": 0})
+    check_choice("sampler_dtype", cfg.sampler_dtype, ("bfloat16", "float32"))
+    check_choice("autocast", cfg.autocast, ("bfloat16", "none"))
+    check_choice("prompts.mode", cfg.prompts.mode, ("uniform", "curriculum"))
+    check_task(cfg.task, template=cfg.template)
+    check_eval_config(cfg.eval, model_required=False, prefix="eval.")
+    check_model_ref(cfg.model)
     try:
         check_weights(cfg.rewards)
     except ValueError as err:
-        raise ConfigError(str(err)) from None
+        raise ConfigError(f"rewards: {err}") from None
 
 
 def load_policy(path: str):
@@ -404,7 +415,7 @@ def finish(s: State, cfg: GRPOConfig, progress: bool) -> dict:
     save_policy(s.run / "model", s.policy, s.tokenizer)
     log = read_jsonl(s.run / "metrics.jsonl") if (s.run / "metrics.jsonl").exists() else []
     plot_run(log, s.run)
-    summary = {"stage": "grpo", "steps": log[-1]["step"] if log else 0, "samples": s.samples,
+    summary = {"stage": "grpo", "steps": log[-1]["step"] if log else 0, "samples": s.samples, "workers": s.workers,
                "train_seconds": round(train_s, 1),
                "run_dir": str(s.run), "last": log[-1] if log else {}, **run_metadata(cfg.seed)}
     if cfg.final_eval:

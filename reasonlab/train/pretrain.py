@@ -22,7 +22,7 @@ import torch
 
 from reasonlab.config import config_to_dict, save_config
 from reasonlab.eval.run import EvalConfig, evaluate, greedy_accuracy
-from reasonlab.io import append_jsonl, atomic_write_json, make_run_dir, run_metadata
+from reasonlab.io import append_jsonl, atomic_write_json, run_metadata
 from reasonlab.models.checkpoint import (
     load_checkpoint,
     resolve_checkpoint,
@@ -49,8 +49,8 @@ def _default_mixture() -> dict:
 
 @dataclass
 class PretrainConfig:
-    name: str = "tiny"
-    runs_dir: str = "runs"
+    name: str = "tiny"               # run directory: runs_dir/name
+    runs_dir: str = "runs"           # where run directories live
     seed: int = 0
     model: LlamaConfig = field(default_factory=LlamaConfig)
     mixture: dict = field(default_factory=_default_mixture)
@@ -69,7 +69,8 @@ class PretrainConfig:
     ckpt_every: int = 200
     log_every: int = 10
     eval_every: int = 0              # > 0: greedy accuracy on 64 held-out problems every K steps
-    resume: bool = False
+    resume: bool = False             # continue from the run's checkpoint (same settings only)
+    overwrite: bool = False          # delete an existing run of this name and start over
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 
@@ -120,18 +121,63 @@ def _set_rng_state(state: dict) -> None:
     np.random.set_state(state["numpy"])
 
 
+def check_config(cfg: PretrainConfig) -> list:
+    """Every cheap check before anything is written; returns the resolved mixture."""
+    from reasonlab.checks import check_choice, check_min, check_task
+    from reasonlab.config import ConfigError
+    from reasonlab.eval.run import check_config as check_eval_config
+
+    try:
+        cfg.model.validate()
+    except ValueError as err:
+        raise ConfigError(f"model: {err}") from None
+    try:
+        mixture = build_mixture(cfg.mixture, cfg.template, get_task)
+    except ValueError as err:
+        raise ConfigError(f"mixture: {err}") from None
+    check_task("arith", template=cfg.template)
+    check_min(cfg, {"batch_size": 1, "seq_len": 8, "max_steps": 1, "log_every": 1, "ckpt_every": 1,
+                    "warmup_steps": 0, "lr": 1e-12, "eval_every": 0, "model.d_model": 2, "model.n_layers": 1,
+                    "model.n_heads": 1, "model.n_kv_heads": 1, "model.d_ff": 1})
+    if cfg.seq_len > cfg.model.max_seq_len:
+        raise ConfigError(f"seq_len: {cfg.seq_len} is longer than model.max_seq_len={cfg.model.max_seq_len}")
+    check_choice("autocast", cfg.autocast, ("bfloat16", "none"))
+    check_eval_config(cfg.eval, model_required=False, prefix="eval.")
+    return mixture
+
+
+def open_pretrain_run(cfg: PretrainConfig, world: int, main: bool):
+    """Rank 0 opens (or refuses) the run directory; every rank learns the outcome."""
+    from pathlib import Path
+
+    from reasonlab.config import ConfigError
+    from reasonlab.runs import fingerprint, open_stage_run
+
+    error = None
+    if main:
+        try:
+            open_stage_run(cfg, fingerprint(cfg, ignore=("log_every", "ckpt_every", "max_steps", "time_budget_s"),
+                                              world_size=world))
+        except ConfigError as err:
+            error = str(err)
+    error = all_gather_objects(error)[0]
+    if error is not None:
+        raise ConfigError(error)
+    return Path(cfg.runs_dir) / cfg.name
+
+
 def pretrain(cfg: PretrainConfig, progress: bool = True) -> dict:
     """Run the stage; returns the summary dict (also written to ``summary.json``)."""
     from tqdm.auto import tqdm
 
-    dist = dist_setup(backend="gloo")          # the tiny model trains on the cpu
-    main = dist.is_main
-    run = make_run_dir(cfg.runs_dir, cfg.name)
-    if main:
-        save_config(cfg, run / "config.yaml")
     tokenizer = CharTokenizer()
     cfg.model.vocab_size = tokenizer.vocab_size
-    mixture = build_mixture(cfg.mixture, cfg.template, get_task)
+    mixture = check_config(cfg)
+    dist = dist_setup(backend="gloo")          # the tiny model trains on the cpu
+    main = dist.is_main
+    run = open_pretrain_run(cfg, dist.world, main)
+    if main:
+        save_config(cfg, run / "config.yaml")
     ckpt_dir = run / "checkpoint"
     start, elapsed_before = 0, 0.0
     torch.manual_seed(cfg.seed)

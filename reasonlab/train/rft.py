@@ -12,7 +12,6 @@ each round); there is no reward threshold schedule (the reward is binary).
 """
 from __future__ import annotations
 
-import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -22,23 +21,23 @@ import torch
 
 from reasonlab.config import save_config
 from reasonlab.engine.sampler import SamplingConfig
-from reasonlab.eval.run import EvalConfig
+from reasonlab.eval.run import EvalConfig, generate_problems
 from reasonlab.io import (
     append_jsonl,
     atomic_write_json,
-    make_run_dir,
     read_jsonl,
     run_metadata,
 )
 from reasonlab.train import rl
 from reasonlab.train.rl_monitor import heldout_eval, plot_run
-from reasonlab.train.rollout import BACKENDS
+from reasonlab.runs import fingerprint, model_digest, open_stage_run
+from reasonlab.train.rollout import BACKENDS, worker_count
 
 
 @dataclass
 class RFTConfig:
-    name: str = "rft"
-    runs_dir: str = "runs"
+    name: str = "rft"                # run directory: runs_dir/name
+    runs_dir: str = "runs"           # where run directories live
     seed: int = 0
     model: str = ""
     task: str = "arith"
@@ -62,7 +61,23 @@ class RFTConfig:
     eval_problems: int = 200
     eval_n: int = 4
     final_eval: bool = True
+    overwrite: bool = False           # delete an existing run of this name and start over
     eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+def check_config(cfg: RFTConfig) -> None:
+    """Every cheap check before anything is written or loaded."""
+    from reasonlab.checks import check_choice, check_min, check_model_ref, check_task
+    from reasonlab.eval.run import check_config as check_eval_config
+
+    check_min(cfg, {"rounds": 1, "prompts_per_round": 1, "samples_per_prompt": 1, "max_new_tokens": 1,
+                    "epochs": 1, "batch_size": 1, "lr": 1e-12, "workers": 0, "eval_every": 0, "eval_problems": 1,
+                    "eval_n": 1, "temperature": 1e-9, "train_pool": cfg.prompts_per_round})
+    check_choice("backend", cfg.backend, sorted(BACKENDS))
+    check_choice("sampler_dtype", cfg.sampler_dtype, ("bfloat16", "float32"))
+    check_task(cfg.task, template=cfg.template)
+    check_eval_config(cfg.eval, model_required=False, prefix="eval.")
+    check_model_ref(cfg.model)
 
 
 def rft(cfg: RFTConfig, progress: bool = True) -> dict:
@@ -71,21 +86,20 @@ def rft(cfg: RFTConfig, progress: bool = True) -> dict:
     from reasonlab.tasks import get_task
     from reasonlab.train.grpo import load_policy
 
-    if not cfg.model:
-        from reasonlab.config import ConfigError
-        raise ConfigError("model: pass --model=<checkpoint dir>")
-    run = make_run_dir(cfg.runs_dir, cfg.name)
+    check_config(cfg)
+    task = get_task(cfg.task)
+    pool = generate_problems(task, cfg.train_pool, cfg.seed, "train", cfg.train_generate, "train_generate")
+    eval_problems = generate_problems(task, cfg.eval_problems, cfg.eval.seed, "test", cfg.eval.generate,
+                                      "eval.generate")
+    workers = worker_count(cfg.backend, cfg.workers)
+    run = open_stage_run(cfg, fingerprint(cfg, ignore=("model",), model_sha=model_digest(cfg.model), workers=workers))
     save_config(cfg, run / "config.yaml")
-    (run / "metrics.jsonl").unlink(missing_ok=True)
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
-    task = get_task(cfg.task)
-    pool = task.generate(cfg.train_pool, seed=cfg.seed, split="train", **cfg.train_generate)
-    eval_problems = task.generate(cfg.eval_problems, seed=cfg.eval.seed, split="test", **cfg.eval.generate)
     policy, tokenizer = load_policy(cfg.model)
     opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.0)
     dtype = {"bfloat16": torch.bfloat16, "float32": None}[cfg.sampler_dtype]
-    backend = BACKENDS[cfg.backend](policy, tokenizer, dtype, cfg.workers or os.cpu_count() or 1)
+    backend = BACKENDS[cfg.backend](policy, tokenizer, dtype, workers)
     sample_fn, refresh, close = backend.sample, backend.refresh, backend.close
     t0, samples = time.perf_counter(), 0
     try:
@@ -111,7 +125,7 @@ def rft(cfg: RFTConfig, progress: bool = True) -> dict:
     train_s = time.perf_counter() - t0
     save_checkpoint(run / "model", policy, tokenizer)
     plot_run(read_jsonl(run / "metrics.jsonl"), run)
-    summary = {"stage": "rft", "steps": cfg.rounds, "samples": samples, "train_seconds": round(train_s, 1),
+    summary = {"stage": "rft", "steps": cfg.rounds, "samples": samples, "workers": workers, "train_seconds": round(train_s, 1),
                "run_dir": str(run), **run_metadata(cfg.seed)}
     if cfg.final_eval:
         from reasonlab.eval.run import evaluate

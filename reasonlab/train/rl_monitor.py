@@ -43,7 +43,7 @@ def preflight(groups, parts: dict[str, list[float]], totals_by_group: list[list[
         raise PreflightError(
             "preflight: every group has zero reward variance, so every advantage is 0; use problems the "
             "model sometimes solves (difficulty options in train_generate), more samples per prompt "
-            "(group_size), a higher temperature, or prompt_sampling: curriculum")
+            "(group_size), a higher temperature, or prompts.mode: curriculum")
 
 
 def heldout_eval(sample_fn, tokenizer, task, problems: list[dict], template: str, n: int, max_new: int,

@@ -24,6 +24,13 @@ from reasonlab.engine.sampler import SampleBatch, SamplingConfig
 from reasonlab.train.policy_update import local_gradients, round_up
 
 
+def worker_count(backend: str, workers: int) -> int:
+    """Sampler processes a run uses (``workers`` 0: one per core; ``local``: this process)."""
+    import os
+
+    return (workers or os.cpu_count() or 1) if backend == "parallel" else 1
+
+
 @dataclass
 class Row:
     ids: list[int] = field(default_factory=list)        # completion tokens so far

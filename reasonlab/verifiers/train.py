@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 @dataclass
 class VerifierTrainConfig:
-    name: str = "verifiers"
-    runs_dir: str = "runs"
+    name: str = "verifiers"          # run directory: runs_dir/name
+    runs_dir: str = "runs"           # where run directories live
     model: str = ""                   # policy checkpoint directory
     task: str = "arith"
     generate: dict = field(default_factory=dict)   # difficulty of the training problems
@@ -42,11 +42,21 @@ class VerifierTrainConfig:
     prm_outcomes: bool = False        # PRM also sees the solutions without rollouts, on their last step only
     kinds: list[str] = field(default_factory=lambda: ["orm", "prm"])
     seed: int = 7
-    resume: bool = False
+    resume: bool = False              # reuse the run's labels.jsonl (same settings only)
+    overwrite: bool = False           # delete an existing run of this name and start over
+
+
+TRAINING_KEYS = ("mc_consistent", "prm_targets", "orm_targets", "epochs", "batch_size", "lr", "pairwise",
+                 "val_fraction", "feature_lr", "lm_features", "prm_outcomes", "kinds")
 
 
 def _check(cfg: VerifierTrainConfig) -> None:
+    from reasonlab.checks import check_min, check_model_ref, check_task
     from reasonlab.config import ConfigError
+
+    check_task(cfg.task, template=cfg.template)
+    check_min(cfg, {"problems": 1, "samples": 1, "mc_k": 1, "max_new_tokens": 1, "workers": 0, "epochs": 1,
+                    "batch_size": 1, "lr": 1e-12, "temperature": 1e-9})
 
     if cfg.prm_targets not in ("soft", "hard"):
         raise ConfigError(f"prm_targets must be soft or hard, got {cfg.prm_targets!r}")
@@ -60,8 +70,8 @@ def _check(cfg: VerifierTrainConfig) -> None:
         raise ConfigError("pairwise and mc_temperature must be >= 0")
     if not cfg.kinds or set(cfg.kinds) - {"orm", "prm"}:
         raise ConfigError(f"kinds must be a non-empty subset of [orm, prm], got {cfg.kinds}")
-    if not cfg.model:
-        raise FileNotFoundError("verifiers needs the policy: pass --model=<checkpoint dir>")
+    check_model_ref(cfg.model)
+    check_model_ref(cfg.completer, "completer", required=False)
 
 
 def orm_rows(prompts, solutions, correct, per_token: bool):
@@ -140,14 +150,9 @@ class _Pool:
 def train_verifiers(cfg: VerifierTrainConfig) -> dict:
     import torch
 
-    from reasonlab.eval.run import EvalConfig, make_task
-    from reasonlab.io import (
-        atomic_write_json,
-        make_run_dir,
-        read_jsonl,
-        run_metadata,
-        write_jsonl,
-    )
+    from reasonlab.eval.run import EvalConfig, generate_problems, make_task
+    from reasonlab.io import atomic_write_json, read_jsonl, run_metadata, write_jsonl
+    from reasonlab.runs import fingerprint, model_digest, open_stage_run
     from reasonlab.models.checkpoint import load_checkpoint
     from reasonlab.verifiers.mc_labels import mc_step_labels, oracle_agreement
     from reasonlab.verifiers.validate import validation_report
@@ -160,10 +165,15 @@ def train_verifiers(cfg: VerifierTrainConfig) -> dict:
 
     _check(cfg)
     t0 = time.perf_counter()
-    run = make_run_dir(cfg.runs_dir, cfg.name)
-    policy, tokenizer, _ = load_checkpoint(cfg.model)
     task = make_task(EvalConfig(task=cfg.task))
-    problems = task.generate(cfg.problems, seed=cfg.seed, split="train", **cfg.generate)
+    problems = generate_problems(task, cfg.problems, cfg.seed, "train", cfg.generate)
+    workers = cfg.workers or os.cpu_count() or 1
+    # resume reuses the labels and trains the value models again: only what makes labels must match
+    run = open_stage_run(cfg, fingerprint(cfg, ignore=("model", "completer") + TRAINING_KEYS,
+                                          model_sha=model_digest(cfg.model),
+                                          completer_sha=model_digest(cfg.completer) if cfg.completer else "",
+                                          workers=workers))
+    policy, tokenizer, _ = load_checkpoint(cfg.model)
     prompts = [tokenizer.encode(task.format_prompt(p, cfg.template)) for p in problems]
     labels_path = run / "labels.jsonl"
     timings = {}
@@ -174,7 +184,7 @@ def train_verifiers(cfg: VerifierTrainConfig) -> dict:
         labels = [r["mc"] for r in saved if r.get("mc")]
         mc_solutions = [(r["problem"], r["completion"]) for r in saved if r.get("mc")]
     else:
-        pool = _Pool(policy, tokenizer, cfg.workers or os.cpu_count() or 1)
+        pool = _Pool(policy, tokenizer, workers)
         try:
             solutions = _sample_solutions(cfg, pool, prompts)
             timings["sample_s"] = round(time.perf_counter() - t0, 1)
@@ -183,7 +193,7 @@ def train_verifiers(cfg: VerifierTrainConfig) -> dict:
             t1 = time.perf_counter()
             if cfg.completer:
                 pool.close()
-                pool = _Pool(_completer(cfg.completer, tokenizer), tokenizer, cfg.workers or os.cpu_count() or 1)
+                pool = _Pool(_completer(cfg.completer, tokenizer), tokenizer, workers)
             labels = mc_step_labels(task, tokenizer, problems, prompts, mc_solutions, pool.sample, cfg.mc_k,
                                     cfg.max_new_tokens, cfg.mc_temperature or cfg.temperature, seed=cfg.seed + 1)
             timings["mc_label_s"] = round(time.perf_counter() - t1, 1)
@@ -223,7 +233,7 @@ def train_verifiers(cfg: VerifierTrainConfig) -> dict:
             out[kind]["validation"] = validation_report(model, prompts, [solutions[i] for i in val],
                                                         [correct[i] for i in val], sep_id, tokenizer.pad_id)
             print(kind, "validation", out[kind]["validation"])
-    summary = {"stage": "verifiers", "run_dir": str(run), "solutions": len(solutions),
+    summary = {"stage": "verifiers", "run_dir": str(run), "workers": workers, "solutions": len(solutions),
                "solution_accuracy": sum(correct) / max(1, len(correct)), "mc_solutions": len(mc_solutions),
                "mc_k": cfg.mc_k, "completer": cfg.completer or cfg.model, "mc_temperature": cfg.mc_temperature or cfg.temperature,
                "mc_steps": sum(len(r["ends"]) for r in labels), "agreement": agreement, "train_problems": n_train,
