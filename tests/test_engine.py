@@ -171,3 +171,30 @@ def test_parallel_sampler_matches_single_process():
             pool.sample(prompts, hot, eos_id=EOS).completion_ids          # seeded, not timing-dependent
         with pytest.raises(ValueError, match="context"):
             pool.sample([[3] * 200], greedy, eos_id=EOS)                   # worker errors reach the caller
+
+
+FEATURES = [{"qkv_bias": True, "family": "qwen2"},
+            {"qk_norm": True, "attn_head_dim": 24, "family": "qwen3"},
+            {"rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                              "original_max_position_embeddings": 8}, "tie_embeddings": True},
+            {"rope_scaling": {"rope_type": "linear", "factor": 2.0}}]
+
+
+@pytest.mark.parametrize("features", FEATURES, ids=["qkv_bias", "qk_norm", "llama3_rope", "linear_rope"])
+def test_kv_cache_equals_recompute_with_family_features(features):
+    """Qwen2 / Qwen3 / Llama 3 features through the engine: greedy with the shared-prefix cache
+    equals recomputation (random biases and norm gains, so a missing one would show)."""
+    torch.manual_seed(0)
+    model = Llama(LlamaConfig(vocab_size=40, d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=96,
+                              max_seq_len=128, **features))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.dim() == 1 and name.endswith(("bias", "q_norm", "k_norm")):
+                p.copy_(torch.randn_like(p) * 0.5 + (0.0 if name.endswith("bias") else 1.0))
+    prompts = prompts_with_shared_prefix()
+    batch = sample(LlamaRunner(model, merge_prefix_below=0), prompts, SamplingConfig(n=2, max_new_tokens=8,
+                                                                                   temperature=0.0), eos_id=-1)
+    for row, p in enumerate(batch.prompt_index):
+        ref_ids, ref_lp = reference_greedy(model, prompts[p], 8)
+        assert batch.completion_ids[row] == ref_ids
+        assert batch.logprobs[row] == pytest.approx(ref_lp, abs=1e-4)

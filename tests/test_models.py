@@ -78,3 +78,47 @@ def test_config_json_is_llama(tmp_path):
 def test_config_validation():
     with pytest.raises(ValueError, match="divisible"):
         Llama(LlamaConfig(d_model=64, n_heads=3))
+
+
+def test_config_fields_round_trip_and_old_checkpoints_load(tmp_path):
+    """New family fields default off; ``asdict`` round-trips (parallel workers rebuild from it);
+    a checkpoint written before those fields existed still loads."""
+    from dataclasses import asdict
+
+    cfg = LlamaConfig(**CFG, qk_norm=True, attn_head_dim=24, family="qwen3",
+                      rope_scaling={"rope_type": "linear", "factor": 2.0})
+    assert LlamaConfig(**asdict(cfg)) == cfg and cfg.head_dim == 24 and LlamaConfig().head_dim == 32
+    model, tok = tiny(), CharTokenizer()
+    save_checkpoint(tmp_path / "ck", model, tok)
+    meta = json.loads((tmp_path / "ck" / "config.json").read_text())
+    for key in ("attn_head_dim", "qkv_bias", "qk_norm", "rope_scaling", "family"):
+        meta["reasonlab"]["llama"].pop(key)
+    (tmp_path / "ck" / "config.json").write_text(json.dumps(meta))
+    loaded, _, _ = load_checkpoint(tmp_path / "ck")
+    ids = torch.randint(0, 99, (2, 20))
+    assert loaded.cfg == model.cfg and torch.equal(loaded(ids), model(ids))
+
+
+@pytest.mark.parametrize("kw", [{"qkv_bias": True, "family": "qwen2"},
+                                {"qk_norm": True, "attn_head_dim": 8, "family": "qwen3", "tie_embeddings": True}])
+def test_tiny_configs_of_other_families_load_in_transformers(tmp_path, kw):
+    transformers = pytest.importorskip("transformers")
+    model = tiny(**kw)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith(("bias", "q_norm", "k_norm")):
+                p.normal_(1.0, 0.3)
+    save_checkpoint(tmp_path / "ck", model, CharTokenizer())
+    hf = transformers.AutoModelForCausalLM.from_pretrained(str(tmp_path / "ck")).eval()
+    assert hf.config.model_type == kw["family"]
+    ids = torch.randint(0, 99, (2, 30))
+    with torch.no_grad():
+        assert (model(ids) - hf(ids).logits).abs().max() <= 1e-4
+
+
+def test_family_must_match_its_features(tmp_path):
+    from reasonlab.config import ConfigError
+
+    with pytest.raises(ConfigError, match="^family: "):
+        save_checkpoint(tmp_path / "ck", tiny(qkv_bias=True), CharTokenizer())      # llama has no qkv bias
+    assert not (tmp_path / "ck").exists()

@@ -1,4 +1,5 @@
-"""KV-cache backend for the tiny Llama (implements ``engine.protocol.CausalLM``).
+"""KV-cache backend for our ``Llama`` (implements ``engine.protocol.CausalLM``): the tiny model and
+Hugging Face Llama / Qwen2 / Qwen3 checkpoints loaded through ``models.families``.
 
 ``prefill`` finds the longest token prefix that all prompts share (the prompt template), encodes
 it once as a segment read by every row, encodes each prompt's remainder once as a segment read by
@@ -23,9 +24,10 @@ import torch.nn.functional as F
 
 from reasonlab.engine.attention import Segment, attend
 from reasonlab.engine.protocol import ContextTooLong
-from reasonlab.models.llama import Llama, apply_rope, rms_norm, rope_tables
+from reasonlab.models.llama import Llama, apply_rope, rms_norm
 
 MIN_SHARED_PREFIX = 8
+ROPE_TABLE_START = 4096        # positions tabulated up front; more on demand (long-context configs)
 
 
 @dataclass
@@ -66,20 +68,32 @@ class LlamaRunner:
         self.scale = 1.0 / math.sqrt(self.cfg.head_dim)
         self.merge_prefix_below = merge_prefix_below
         self.tokens_encoded = 0
-        cos, sin = rope_tables(torch.arange(self.cfg.max_seq_len), self.cfg.head_dim, self.cfg.rope_theta)
-        self.cos, self.sin = cos.to(self.dtype), sin.to(self.dtype)    # (max_seq_len, E)
+        self.cos = self.sin = torch.empty(0, self.cfg.head_dim, dtype=self.dtype)
+        self._rope_table(min(self.max_len, ROPE_TABLE_START))
+
+    def _rope_table(self, length: int) -> None:
+        """cos/sin tables (length, E) in the runner's dtype, computed once (with the model's
+        RoPE scaling) and extended only when a longer context is asked for."""
+        if length > self.cos.shape[0]:
+            cos, sin = self.model.rope(torch.arange(length))
+            self.cos, self.sin = cos.to(self.dtype), sin.to(self.dtype)
 
     def _rope(self, pos: torch.Tensor):
         return self.cos[pos][:, None], self.sin[pos][:, None]          # (B, 1, Tq, E)
 
     def _qkv(self, layer, x, cos, sin):
         """Normed projections with RoPE applied to q and k in one pass:
-        q (B, H, T, E), k and v (B, K, T, E)."""
+        q (B, H, T, E), k and v (B, K, T, E). The projection's bias (``qkv_bias``) rides in the
+        matmul; ``qk_norm`` norms all query and key heads in one call before RoPE."""
         cfg, (b, t, _) = self.cfg, x.shape
         h, kh = cfg.n_heads, cfg.n_kv_heads
         qkv = layer.qkv(rms_norm(x, layer.attn_norm, cfg.norm_eps)).view(b, t, h + 2 * kh, cfg.head_dim)
         qkv = qkv.transpose(1, 2)
-        qk = apply_rope(qkv[:, : h + kh], cos, sin)
+        qk = qkv[:, : h + kh]
+        if cfg.qk_norm:
+            weight = torch.cat([layer.q_norm.expand(h, -1), layer.k_norm.expand(kh, -1)])[:, None]
+            qk = rms_norm(qk, weight, cfg.norm_eps)                      # weight (H+K, 1, E)
+        qk = apply_rope(qk, cos, sin)
         return qk[:, :h], qk[:, h:], qkv[:, h + kh:]
 
     def _encode(self, x, pos, prefix, mask):
@@ -135,6 +149,7 @@ class LlamaRunner:
             raise ContextTooLong(f"a prompt of {int(lengths.max())} tokens + max_new_tokens {max_new} exceeds "
                                  f"the model's context of {cfg.max_seq_len} tokens; lower --max_new_tokens "
                                  "or use shorter problems")
+        self._rope_table(int(lengths.max()) + max_new)
         self.tokens_encoded += int(lengths.sum())
         rows = torch.arange(p).repeat_interleave(copies)
         segments, prefix = [], None

@@ -1,9 +1,11 @@
 """Checkpoints as Hugging Face model directories, written atomically.
 
-A checkpoint directory holds ``config.json`` (a ``LlamaConfig`` that ``transformers`` reads, plus
-our own fields under ``"reasonlab"``), ``model.safetensors`` with Hugging Face parameter names,
-the tokenizer files and, for resumable training, ``trainer_state.pt``. It loads unchanged in
-``transformers.AutoModelForCausalLM`` and ``AutoTokenizer``.
+A checkpoint directory holds ``config.json`` (the Hugging Face config of the model's family,
+Llama / Qwen2 / Qwen3 via ``models.families``, plus our own fields under ``"reasonlab"``),
+``model.safetensors`` with Hugging Face parameter names, the tokenizer files (our
+``CharTokenizer`` or a Hugging Face policy's own) and, for resumable training,
+``trainer_state.pt``. It loads unchanged in ``transformers.AutoModelForCausalLM`` and
+``AutoTokenizer``.
 
 Atomicity: everything is written into ``<dir>.tmp``, then swapped in by renames; a crash leaves
 either the old or the new checkpoint complete (``resolve_checkpoint`` also accepts ``<dir>.old``).
@@ -15,73 +17,49 @@ from dataclasses import asdict, fields
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from reasonlab.io import atomic_directory
+from reasonlab.models.families import (  # noqa: F401 - to_/from_hf_state_dict: public API here
+    build_model,
+    config_to_hf,
+    from_hf_state_dict,
+    load_hf_weights,
+    to_hf_state_dict,
+)
 from reasonlab.models.llama import Llama, LlamaConfig
 from reasonlab.models.tokenizer import EOS, PAD, CharTokenizer
 
 
-def to_hf_state_dict(model: Llama) -> dict[str, torch.Tensor]:
-    """Our fused parameters -> Hugging Face Llama names (contiguous fp32 copies)."""
-    cfg, e = model.cfg, model.cfg.head_dim
-    sd: dict[str, torch.Tensor] = {"model.embed_tokens.weight": model.embed.weight,
-                                   "model.norm.weight": model.norm}
-    for i, layer in enumerate(model.layers):
-        pre = f"model.layers.{i}."
-        q, k, v = layer.qkv.weight.split([cfg.n_heads * e, cfg.n_kv_heads * e, cfg.n_kv_heads * e], 0)
-        gate, up = layer.gate_up.weight.chunk(2, 0)
-        sd.update({
-            pre + "self_attn.q_proj.weight": q, pre + "self_attn.k_proj.weight": k,
-            pre + "self_attn.v_proj.weight": v, pre + "self_attn.o_proj.weight": layer.o.weight,
-            pre + "mlp.gate_proj.weight": gate, pre + "mlp.up_proj.weight": up,
-            pre + "mlp.down_proj.weight": layer.down.weight,
-            pre + "input_layernorm.weight": layer.attn_norm,
-            pre + "post_attention_layernorm.weight": layer.mlp_norm,
-        })
-    if not cfg.tie_embeddings:
-        sd["lm_head.weight"] = model.lm_head.weight
-    return {k: v.detach().float().contiguous().clone() for k, v in sd.items()}
+def hf_config(cfg: LlamaConfig, extra: dict | None = None, tokenizer=None) -> dict:
+    """``config.json``: the family's Hugging Face fields (``families.config_to_hf``), the
+    tokenizer's special ids, and our own fields under ``"reasonlab"``."""
+    eos, pad, bos = _special_ids(tokenizer)
+    return {**config_to_hf(cfg), "bos_token_id": bos, "eos_token_id": eos, "pad_token_id": pad,
+            "reasonlab": {"llama": asdict(cfg), **(extra or {})}}
 
 
-def from_hf_state_dict(cfg: LlamaConfig, sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Hugging Face Llama names -> our module's state dict."""
-    out = {"embed.weight": sd["model.embed_tokens.weight"], "norm": sd["model.norm.weight"]}
-    for i in range(cfg.n_layers):
-        pre = f"model.layers.{i}."
-        out[f"layers.{i}.qkv.weight"] = torch.cat(
-            [sd[pre + f"self_attn.{n}_proj.weight"] for n in ("q", "k", "v")], 0)
-        out[f"layers.{i}.o.weight"] = sd[pre + "self_attn.o_proj.weight"]
-        out[f"layers.{i}.gate_up.weight"] = torch.cat(
-            [sd[pre + "mlp.gate_proj.weight"], sd[pre + "mlp.up_proj.weight"]], 0)
-        out[f"layers.{i}.down.weight"] = sd[pre + "mlp.down_proj.weight"]
-        out[f"layers.{i}.attn_norm"] = sd[pre + "input_layernorm.weight"]
-        out[f"layers.{i}.mlp_norm"] = sd[pre + "post_attention_layernorm.weight"]
-    out["lm_head.weight"] = sd["model.embed_tokens.weight"] if cfg.tie_embeddings else sd["lm_head.weight"]
-    return out
+def _special_ids(tokenizer) -> tuple[int, int, int | None]:
+    """(eos, pad, bos) of a ``CharTokenizer`` or ``HFTokenizer`` (the tiny model: EOS, PAD, None)."""
+    if tokenizer is None:
+        return EOS, PAD, None
+    bos = getattr(getattr(tokenizer, "tok", None), "bos_token_id", None)
+    return int(tokenizer.eos_id), int(tokenizer.pad_id), bos
 
 
-def hf_config(cfg: LlamaConfig, extra: dict | None = None) -> dict:
-    return {
-        "architectures": ["LlamaForCausalLM"], "model_type": "llama",
-        "vocab_size": cfg.vocab_size, "hidden_size": cfg.d_model, "intermediate_size": cfg.d_ff,
-        "num_hidden_layers": cfg.n_layers, "num_attention_heads": cfg.n_heads,
-        "num_key_value_heads": cfg.n_kv_heads, "head_dim": cfg.head_dim,
-        "max_position_embeddings": cfg.max_seq_len, "rms_norm_eps": cfg.norm_eps,
-        "rope_theta": cfg.rope_theta, "tie_word_embeddings": cfg.tie_embeddings,
-        "hidden_act": "silu", "attention_bias": False, "mlp_bias": False,
-        "bos_token_id": None, "eos_token_id": EOS, "pad_token_id": PAD, "torch_dtype": "float32",
-        "reasonlab": {"llama": asdict(cfg), **(extra or {})},
-    }
-
-
-def save_checkpoint(directory: str | Path, model: Llama, tokenizer: CharTokenizer,
+def save_checkpoint(directory: str | Path, model: Llama, tokenizer,
                     trainer_state: dict | None = None, extra: dict | None = None) -> Path:
-    """Write a complete checkpoint directory atomically; returns its path."""
+    """Write a complete checkpoint directory atomically; returns its path. ``tokenizer``: our
+    ``CharTokenizer`` or an ``HFTokenizer`` (a Llama / Qwen policy loaded from Hugging Face)."""
+    config = hf_config(model.cfg, extra, tokenizer)          # unsupported family: fails before writing
+    eos = [config["eos_token_id"], *getattr(tokenizer, "extra_eos", [])]
+    generation = {"eos_token_id": eos if len(eos) > 1 else eos[0], "pad_token_id": config["pad_token_id"]}
+    if config["bos_token_id"] is not None:
+        generation["bos_token_id"] = config["bos_token_id"]
     with atomic_directory(directory) as tmp:
         save_file(to_hf_state_dict(model), str(tmp / "model.safetensors"), metadata={"format": "pt"})
-        (tmp / "config.json").write_text(json.dumps(hf_config(model.cfg, extra), indent=1))
-        (tmp / "generation_config.json").write_text(json.dumps({"eos_token_id": EOS, "pad_token_id": PAD}))
+        (tmp / "config.json").write_text(json.dumps(config, indent=1))
+        (tmp / "generation_config.json").write_text(json.dumps(generation))
         tokenizer.save(tmp)
         if trainer_state is not None:
             torch.save(trainer_state, tmp / "trainer_state.pt")
@@ -101,7 +79,8 @@ def resolve_checkpoint(directory: str | Path) -> Path:
 
 def load_checkpoint(directory: str | Path, map_location: str = "cpu"
                     ) -> tuple[Llama, CharTokenizer, dict | None]:
-    """-> (model, tokenizer, trainer_state or None)."""
+    """-> (model, tokenizer, trainer_state or None). The tokenizer is our ``CharTokenizer``, or an
+    ``HFTokenizer`` for a checkpoint of a Hugging Face policy (needs transformers)."""
     path = resolve_checkpoint(directory)
     meta = json.loads((path / "config.json").read_text())
     if "reasonlab" not in meta:
@@ -109,9 +88,25 @@ def load_checkpoint(directory: str | Path, map_location: str = "cpu"
                          "(load other Hugging Face models through the hf adapter)")
     known = {f.name for f in fields(LlamaConfig)}
     cfg = LlamaConfig(**{k: v for k, v in meta["reasonlab"]["llama"].items() if k in known})
-    model = Llama(cfg)
-    model.load_state_dict(from_hf_state_dict(cfg, load_file(str(path / "model.safetensors"))))
-    tokenizer = CharTokenizer.load(path)
+    model = build_model(cfg, load_hf_weights(path))
+    tokenizer = _load_tokenizer(path)
     state_path = path / "trainer_state.pt"
     state = torch.load(state_path, map_location=map_location, weights_only=False) if state_path.exists() else None
     return model, tokenizer, state
+
+
+def has_char_tokenizer(directory: str | Path) -> bool:
+    """True when the directory's tokenizer is our ``CharTokenizer``."""
+    path = Path(directory) / "tokenizer_config.json"
+    try:
+        return "reasonlab_chars" in json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+
+
+def _load_tokenizer(path: Path):
+    if has_char_tokenizer(path):
+        return CharTokenizer.load(path)
+    from reasonlab.models.families import load_tokenizer
+
+    return load_tokenizer(path, chat_template="auto")

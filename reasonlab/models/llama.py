@@ -1,8 +1,17 @@
-"""A lean Llama-shaped decoder: RMSNorm, RoPE, SwiGLU, grouped-query attention, no biases.
+"""A lean decoder for the Llama family: RMSNorm, RoPE, SwiGLU, grouped-query attention.
 
-Numerically the same network as ``transformers.LlamaForCausalLM`` (``checkpoint.py`` maps the
-fused projections to Hugging Face names; a test checks logits agree to 1e-4). Differences from
-the Hugging Face module are for speed only:
+One code path serves the tiny reasonlab model and Hugging Face Llama / Qwen2 / Qwen3 checkpoints
+(``models.families`` maps their configs and weights); each difference is a config field that
+costs nothing when off:
+
+- ``qkv_bias``: biases on the q/k/v projections (Qwen2; ``o`` never has one);
+- ``qk_norm``: RMSNorm over each query and key head before RoPE (Qwen3);
+- ``attn_head_dim``: a head width other than ``d_model // n_heads`` (Qwen3);
+- ``rope_scaling``: Llama 3 (``rope_type: llama3``) or ``linear`` RoPE frequency scaling;
+- ``tie_embeddings``: the LM head shares the embedding matrix.
+
+Numerically the same network as the ``transformers`` module of its family (tests check logits
+agree to 1e-4). Differences from the Hugging Face modules are for speed only:
 
 - q/k/v live in one fused matrix ``qkv`` and gate/up in one ``gate_up`` (one matmul each);
 - training attention is ``scaled_dot_product_attention(is_causal=True)`` over packed sequences;
@@ -19,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+ROPE_TYPES = ("default", "llama3", "linear")
+
 
 @dataclass
 class LlamaConfig:
@@ -32,18 +43,63 @@ class LlamaConfig:
     rope_theta: float = 10000.0
     norm_eps: float = 1e-5
     tie_embeddings: bool = False
+    attn_head_dim: int = 0          # width of one attention head; 0: d_model // n_heads
+    qkv_bias: bool = False          # biases on the q/k/v projections (Qwen2)
+    qk_norm: bool = False           # RMSNorm on every query/key head before RoPE (Qwen3)
+    rope_scaling: dict | None = None  # {"rope_type": "llama3" | "linear", "factor": ..., ...}
+    family: str = "llama"           # Hugging Face model_type written to config.json: llama | qwen2 | qwen3
 
     @property
     def head_dim(self) -> int:
-        return self.d_model // self.n_heads
+        return self.attn_head_dim or self.d_model // self.n_heads
 
     def validate(self) -> None:
-        if self.d_model % self.n_heads:
+        if not self.attn_head_dim and self.d_model % self.n_heads:
             raise ValueError(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}")
         if self.n_heads % self.n_kv_heads:
             raise ValueError(f"n_heads={self.n_heads} must be divisible by n_kv_heads={self.n_kv_heads}")
         if self.head_dim % 2:
             raise ValueError(f"head_dim={self.head_dim} must be even for RoPE")
+        rope_type = rope_kind(self.rope_scaling)
+        if rope_type not in ROPE_TYPES:
+            raise ValueError(f"rope_scaling: rope_type {rope_type!r} is not implemented "
+                             f"(supported: {', '.join(ROPE_TYPES)})")
+
+
+def rope_kind(scaling: dict | None) -> str:
+    """The RoPE type of a ``rope_scaling`` dict (``rope_type`` or the older ``type`` key)."""
+    if not scaling:
+        return "default"
+    return str(scaling.get("rope_type", scaling.get("type", "default")))
+
+
+def rope_inv_freq(head_dim: int, theta: float, scaling: dict | None = None) -> torch.Tensor:
+    """Inverse frequencies (E/2,) fp32, with Llama 3 or linear scaling as in ``transformers``."""
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
+    kind = rope_kind(scaling)
+    if kind == "linear":
+        return inv_freq / float(scaling["factor"])
+    if kind == "llama3":
+        factor, low, high = (float(scaling[k]) for k in ("factor", "low_freq_factor", "high_freq_factor"))
+        old_len = float(scaling["original_max_position_embeddings"])
+        wavelen = 2 * math.pi / inv_freq
+        scaled = torch.where(wavelen > old_len / low, inv_freq / factor, inv_freq)
+        smooth = (old_len / wavelen - low) / (high - low)
+        smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+        medium = ~(wavelen < old_len / high) & ~(wavelen > old_len / low)
+        return torch.where(medium, smoothed, scaled)
+    if kind != "default":
+        raise ValueError(f"rope_scaling: rope_type {kind!r} is not implemented (supported: {', '.join(ROPE_TYPES)})")
+    return inv_freq
+
+
+def rope_tables(positions: torch.Tensor, head_dim: int, theta: float,
+                scaling: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos/sin for integer ``positions`` of any shape -> (*positions.shape, E), fp32."""
+    inv_freq = rope_inv_freq(head_dim, theta, scaling).to(positions.device)
+    freqs = positions.float()[..., None] * inv_freq
+    emb = torch.cat([freqs, freqs], dim=-1)
+    return emb.cos(), emb.sin()
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
@@ -52,14 +108,6 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     xf = x.float()
     xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
     return weight * xf.to(dtype)
-
-
-def rope_tables(positions: torch.Tensor, head_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos/sin for integer ``positions`` of any shape -> (*positions.shape, E), fp32."""
-    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32, device=positions.device) / head_dim))
-    freqs = positions.float()[..., None] * inv_freq
-    emb = torch.cat([freqs, freqs], dim=-1)
-    return emb.cos(), emb.sin()
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -76,21 +124,27 @@ class Block(nn.Module):
         self.cfg = cfg
         e = cfg.head_dim
         self.attn_norm = nn.Parameter(torch.ones(cfg.d_model))
-        self.qkv = nn.Linear(cfg.d_model, (cfg.n_heads + 2 * cfg.n_kv_heads) * e, bias=False)
+        self.qkv = nn.Linear(cfg.d_model, (cfg.n_heads + 2 * cfg.n_kv_heads) * e, bias=cfg.qkv_bias)
+        if cfg.qk_norm:
+            self.q_norm = nn.Parameter(torch.ones(e))
+            self.k_norm = nn.Parameter(torch.ones(e))
         self.o = nn.Linear(cfg.n_heads * e, cfg.d_model, bias=False)
         self.mlp_norm = nn.Parameter(torch.ones(cfg.d_model))
         self.gate_up = nn.Linear(cfg.d_model, 2 * cfg.d_ff, bias=False)
         self.down = nn.Linear(cfg.d_ff, cfg.d_model, bias=False)
 
     def split_qkv(self, h: torch.Tensor):
-        """h: (B, T, D) -> q (B, H, T, E), k and v (B, K, T, E)."""
+        """Normed input h: (B, T, D) -> q (B, H, T, E), k and v (B, K, T, E), before RoPE
+        (with ``qk_norm`` the query and key heads are normed here)."""
         cfg, (b, t, _) = self.cfg, h.shape
         e = cfg.head_dim
         q, k, v = self.qkv(h).split([cfg.n_heads * e, cfg.n_kv_heads * e, cfg.n_kv_heads * e], dim=-1)
-        q = q.view(b, t, cfg.n_heads, e).transpose(1, 2)
-        k = k.view(b, t, cfg.n_kv_heads, e).transpose(1, 2)
+        q = q.view(b, t, cfg.n_heads, e)
+        k = k.view(b, t, cfg.n_kv_heads, e)
+        if cfg.qk_norm:
+            q, k = rms_norm(q, self.q_norm, cfg.norm_eps), rms_norm(k, self.k_norm, cfg.norm_eps)
         v = v.view(b, t, cfg.n_kv_heads, e).transpose(1, 2)
-        return q, k, v
+        return q.transpose(1, 2), k.transpose(1, 2), v
 
     def mlp(self, x: torch.Tensor) -> torch.Tensor:
         gate, up = self.gate_up(rms_norm(x, self.mlp_norm, self.cfg.norm_eps)).chunk(2, dim=-1)
@@ -116,9 +170,14 @@ class Llama(nn.Module):
         self.layers = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.norm = nn.Parameter(torch.ones(cfg.d_model))
         self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
-        if cfg.tie_embeddings:
-            self.lm_head.weight = self.embed.weight
+        self.tie()
         self.reset_parameters()
+
+    def tie(self) -> None:
+        """Share the embedding with the LM head when ``tie_embeddings`` (again after loading
+        with ``assign=True``, which replaces parameters one by one)."""
+        if self.cfg.tie_embeddings:
+            self.lm_head.weight = self.embed.weight
 
     def reset_parameters(self, std: float = 0.02) -> None:
         for name, p in self.named_parameters():
@@ -126,16 +185,22 @@ class Llama(nn.Module):
                 # GPT-2 style: residual output projections scaled by depth.
                 scale = 1 / math.sqrt(2 * self.cfg.n_layers) if name.endswith(("o.weight", "down.weight")) else 1.0
                 nn.init.normal_(p, 0.0, std * scale)
+            elif name.endswith(".bias"):
+                nn.init.zeros_(p)
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+    def rope(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos/sin (*positions.shape, E) fp32 for this model's head width, theta and scaling."""
+        return rope_tables(positions, self.cfg.head_dim, self.cfg.rope_theta, self.cfg.rope_scaling)
 
     def hidden(self, ids: torch.Tensor) -> torch.Tensor:
         """Causal forward over full sequences. ids: (B, T) -> final normed hidden (B, T, D)."""
         t = ids.shape[1]
         if t > self.cfg.max_seq_len:
             raise ValueError(f"sequence length {t} > max_seq_len {self.cfg.max_seq_len}")
-        cos, sin = rope_tables(torch.arange(t, device=ids.device), self.cfg.head_dim, self.cfg.rope_theta)
+        cos, sin = self.rope(torch.arange(t, device=ids.device))
         x = self.embed(ids)
         for layer in self.layers:
             x = layer(x, cos, sin)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from reasonlab.models.llama import Llama, apply_rope, rms_norm, rope_tables
+from reasonlab.models.llama import Llama, apply_rope, rms_norm
 from reasonlab.train.rl import token_logprobs
 
 
@@ -41,8 +41,8 @@ def _grouped_logits(model: Llama, prompt_ids, prompt_len, ids, group) -> torch.T
     b, tc = ids.shape
     pos_p = torch.arange(tp)
     pos_c = prompt_len[group][:, None] + torch.arange(tc)[None]                 # (B, Tc)
-    cos_p, sin_p = rope_tables(pos_p, cfg.head_dim, cfg.rope_theta)
-    cos_c, sin_c = (t[:, None] for t in rope_tables(pos_c, cfg.head_dim, cfg.rope_theta))
+    cos_p, sin_p = model.rope(pos_p)                       # the model's RoPE (scaling included)
+    cos_c, sin_c = (t[:, None] for t in model.rope(pos_c))
     key_ok = pos_p[None, :] < prompt_len[group][:, None]                        # (B, Tp)
     mask = torch.cat([key_ok[:, None, :].expand(b, tc, tp),
                       torch.ones(tc, tc, dtype=torch.bool).tril()[None].expand(b, tc, tc)], 2)[:, None]
