@@ -88,6 +88,13 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"reasonlab {command}: error: {err}", file=sys.stderr)
         return 2
+    except Exception as err:  # noqa: BLE001 - only out-of-memory is handled; the rest re-raises
+        if not out_of_memory(err) or os.environ.get("REASONLAB_DEBUG"):
+            raise
+        print(f"reasonlab {command}: error: out of memory ({' '.join(str(err).split())[:200]}); lower the batch "
+              "settings (micro_batch, prompts_per_batch, batch_size, prompts_per_step) or max_new_tokens",
+              file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"reasonlab {command}: interrupted (artifacts so far are kept; --resume=true continues)",
               file=sys.stderr)
@@ -95,6 +102,13 @@ def main(argv: list[str] | None = None) -> int:
     if command != "bench" and isinstance(result, dict):
         print(json.dumps(_headline(result), indent=1))
     return 0
+
+
+def out_of_memory(err: BaseException) -> bool:
+    """A host ``MemoryError`` or torch's device out-of-memory error (torch only if imported)."""
+    torch = sys.modules.get("torch")
+    oom = getattr(torch, "OutOfMemoryError", None) if torch is not None else None
+    return isinstance(err, MemoryError) or (oom is not None and isinstance(err, oom))
 
 
 def _headline(summary: dict) -> dict:

@@ -32,6 +32,7 @@ __all__ = ["RUN_FILE", "NEVER_FINGERPRINTED", "check_run_name", "check_runs_dir"
            "fingerprint_diff", "model_digest", "path_digest", "data_digest", "open_stage_run"]
 
 RUN_FILE = "run.json"
+RUN_MARKERS = (RUN_FILE, "config.yaml")   # what a run directory holds (older versions: no run.json)
 # config keys that name or place a run, or switch how it is opened: never part of a fingerprint
 NEVER_FINGERPRINTED = ("name", "runs_dir", "resume", "overwrite")
 _CHUNK = 1 << 20          # bytes hashed at the start, middle and end of a large weight file
@@ -192,6 +193,9 @@ def open_run(root: str | Path, name: str, fp: dict, resume: bool = False, overwr
         raise ConfigError(f"name: {run} is a file; pick another --name")
     if run.exists() and not _is_empty(run):
         if overwrite:
+            if not any((run / marker).exists() for marker in RUN_MARKERS):
+                raise ConfigError(f"overwrite: {run} does not look like a run directory (no {' or '.join(RUN_MARKERS)});"
+                                  " it is not deleted: remove it yourself or pick another --name")
             shutil.rmtree(run)
         elif resume:
             _check_same(run, fp)

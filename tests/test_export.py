@@ -59,7 +59,7 @@ def test_export_hf_model_in_bfloat16_loads_through_the_adapter(tmp_path):
     config.pop("reasonlab")                      # now just a Llama directory to the loader
     (hf_dir / "config.json").write_text(json.dumps(config))
     assert main(["export", f"--model={hf_dir}", f"--out={tmp_path / 'bf16'}", "--dtype=bfloat16"]) == 0
-    loaded, tok, kind = load_policy(tmp_path / "bf16", device="cpu", dtype="auto")
+    loaded, tok, kind = load_policy(tmp_path / "bf16", device="cpu", dtype="auto", impl="transformers")
     assert kind == "hf" and isinstance(tok, HFTokenizer)
     assert next(loaded.parameters()).dtype == torch.bfloat16
     ids = torch.tensor([tok.encode("What is 7 - 2?")])

@@ -18,6 +18,7 @@ from reasonlab.models.checkpoint import load_checkpoint, save_checkpoint
 from reasonlab.models.families import config_from_hf, load_pretrained
 from reasonlab.models.hf import HFTokenizer, LoraOptions, load_policy, make_runner
 from reasonlab.models.llama import Llama, LlamaConfig
+from reasonlab.models.random_models import plain_tokenizer, save_random_model
 from reasonlab.models.tokenizer import CharTokenizer
 from reasonlab.train.logprobs import _full_sequence_logprobs, completion_logprobs
 
@@ -42,29 +43,7 @@ def build_hf(directory, family: str, **overrides):
     config = CONFIGS[family]()
     for key, value in overrides.items():
         setattr(config, key, value)
-    torch.manual_seed(0)
-    model = transformers.AutoModelForCausalLM.from_config(config).eval()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if p.dim() == 1:
-                p.copy_(torch.randn_like(p) * 0.3 + (1.0 if "norm" in name else 0.0))
-    model.save_pretrained(str(directory))
-    plain_tokenizer().save_pretrained(str(directory))
-    return model
-
-
-def plain_tokenizer():
-    """Our character vocabulary as a plain transformers tokenizer (no reasonlab keys, so it loads
-    as an ``HFTokenizer``), with a chat template."""
-    from tokenizers import Tokenizer
-
-    from reasonlab.models.tokenizer import EOS, PAD, SPECIALS
-
-    fast = transformers.PreTrainedTokenizerFast(
-        tokenizer_object=Tokenizer.from_str(json.dumps(CharTokenizer().hf_tokenizer_json())),
-        eos_token=SPECIALS[EOS], pad_token=SPECIALS[PAD])
-    fast.chat_template = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
-    return fast
+    return save_random_model(directory, config)
 
 
 @pytest.fixture(scope="module")
@@ -258,9 +237,9 @@ def test_linear_rope_and_legacy_rope_keys_load(tmp_path):
 
 def test_load_policy_routing(dirs, tmp_path):
     path = dirs["qwen3"][0]
-    _, _, kind = load_policy(path, device="cpu", dtype="float32")                 # default: as before
+    _, _, kind = load_policy(path, device="cpu", dtype="float32", impl=None)      # the legacy routing
     assert kind == "hf"
-    model, tok, kind = load_policy(path, device="cpu", impl="auto")
+    model, tok, kind = load_policy(path, device="cpu")                           # default: auto
     assert kind == "tiny" and isinstance(model, Llama) and isinstance(make_runner(model), LlamaRunner)
     assert isinstance(tok, HFTokenizer) and tok.eos_id == 1
     assert load_policy(path, device="cpu", dtype="float32", impl="transformers")[2] == "hf"

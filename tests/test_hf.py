@@ -81,7 +81,9 @@ def hf_dirs(tmp_path_factory):
 
 
 def load(hf_dirs, arch, **kw):
+    """The transformers adapter (``impl="transformers"``; the default routes these families to our code)."""
     kw.setdefault("dtype", "float32")
+    kw.setdefault("impl", "transformers")
     return load_policy(hf_dirs[arch], device="cpu", **kw)
 
 
@@ -257,7 +259,7 @@ def test_one_lora_step_trains_adapters_only_and_merges_to_a_plain_model(hf_dirs,
     merged = merge_lora(model)
     merged.save_pretrained(str(tmp_path / "merged"))
     tok.save(tmp_path / "merged")
-    loaded, _, kind = load_policy(tmp_path / "merged", device="cpu", dtype="float32")
+    loaded, _, kind = load_policy(tmp_path / "merged", device="cpu", dtype="float32", impl="transformers")
     assert kind == "hf" and not hasattr(loaded, "peft_config")
     assert torch.allclose(forward_logits(loaded, x), want, atol=1e-4)
 

@@ -61,8 +61,13 @@ def test_export_refuses_a_non_empty_target_and_never_the_model_itself(ckpt, tmp_
     one_line_error(capsys, ["export", f"--model={ckpt}", f"--out={ckpt.parent}", "--overwrite=true"],
                    "holds the model being exported")
     assert (ckpt / "model.safetensors").exists()
-    assert main(["export", f"--model={ckpt}", f"--out={out}", "--overwrite=true"]) == 0
-    assert (out / "model.safetensors").exists() and not (out / "notes.md").exists()
+    one_line_error(capsys, ["export", f"--model={ckpt}", f"--out={out}", "--overwrite=true"],
+                   "is not a model directory (no config.json)")
+    assert tree(out) == before
+    assert main(["export", f"--model={ckpt}", f"--out={tmp_path / 'new'}"]) == 0
+    (tmp_path / "new" / "notes.md").write_text("stale")
+    assert main(["export", f"--model={ckpt}", f"--out={tmp_path / 'new'}", "--overwrite=true"]) == 0
+    assert (tmp_path / "new" / "model.safetensors").exists() and not (tmp_path / "new" / "notes.md").exists()
 
 
 def test_a_rejected_eval_leaves_the_earlier_run_untouched(ckpt, tmp_path, capsys):
@@ -133,6 +138,12 @@ def test_open_run_rules(tmp_path):
     (run / "x").write_text("old")
     open_run(tmp_path, "r", {"config": {"n": 3}}, overwrite=True)
     assert not (run / "x").exists()
+    precious = tmp_path / "src"
+    precious.mkdir()
+    (precious / "main.py").write_text("print('mine')")
+    with pytest.raises(ConfigError, match="does not look like a run directory"):
+        open_run(tmp_path, "src", fp, overwrite=True)
+    assert (precious / "main.py").exists()
     with pytest.raises(ConfigError, match="choose one"):
         open_run(tmp_path, "r", fp, resume=True, overwrite=True)
     started = open_run(tmp_path, "started", fp)        # stopped before writing anything: reusable
@@ -213,6 +224,9 @@ def test_broken_model_directories_give_one_line(ckpt, tmp_path, capsys, damage, 
     (["--data_path=."], "data_path: task 'arith' generates its problems; data files are for gsm8k, math"),
     (["--task=gsm8k", "--data_path=nowhere.jsonl"], "data_path: nowhere.jsonl does not exist"),
     (["--max_completion_chars=0"], "max_completion_chars: must be >= 1"),
+    (["--methods=[majority]", "--top_p=0.9"], "top_p: eval --methods runs the search sweep, which does not use it"),
+    (["--methods=[majority]", "--resume=true"], "resume: eval --methods runs the search sweep"),
+    (["--methods=[majority]", "--data_path=."], "data_path: task 'arith' generates its problems"),
 ])
 def test_eval_mistakes_give_one_line_and_write_nothing(ckpt, tmp_path, capsys, extra, needle):
     one_line_error(capsys, ["eval", f"--model={ckpt}", f"--runs_dir={tmp_path / 'runs'}", "--name=e", *extra],
@@ -247,8 +261,8 @@ def test_eval_summary_counts_each_verdict_reason(ckpt, tmp_path):
 
 def test_stage_mistakes_give_one_line(ckpt, tmp_path, capsys):
     one_line_error(capsys, ["pretrain", f"--runs_dir={tmp_path}", "--batch_size=0"], "batch_size: must be >= 1")
-    one_line_error(capsys, ["grpo", f"--model={ckpt}", f"--runs_dir={tmp_path}", "--sampler_dtype=float16"],
-                   "sampler_dtype: unknown value 'float16'")
+    one_line_error(capsys, ["grpo", f"--model={ckpt}", f"--runs_dir={tmp_path}", "--sampler_dtype=fp8"],
+                   "sampler_dtype: unknown value 'fp8'")
     one_line_error(capsys, ["grpo", f"--model={ckpt}", f"--runs_dir={tmp_path}", "--prompts.mode=nosuch"],
                    "prompts.mode")
     one_line_error(capsys, ["rft", f"--model={ckpt}", f"--runs_dir={tmp_path}", "--rounds=0"], "rounds: must be >= 1")
@@ -338,3 +352,21 @@ def test_grpo_records_its_worker_count(ckpt, tmp_path):
     assert main(args) == 0
     assert json.loads((tmp_path / "g" / "summary.json").read_text())["workers"] == 2
     assert json.loads((tmp_path / "g" / "run.json").read_text())["workers"] == 2
+
+
+def test_out_of_memory_names_the_settings_to_lower(ckpt, tmp_path, capsys, monkeypatch):
+    import reasonlab.eval.run as eval_run
+
+    def oom(cfg, **_):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(eval_run, "evaluate", oom)
+    one_line_error(capsys, ["eval", f"--model={ckpt}"], "out of memory (CUDA out of memory. Tried to allocate 2.00 "
+                   "GiB); lower the batch settings (micro_batch, prompts_per_batch")
+
+    def bug(cfg, **_):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(eval_run, "evaluate", bug)
+    with pytest.raises(RuntimeError, match="a bug"):                 # anything else still surfaces
+        main(["eval", f"--model={ckpt}"])

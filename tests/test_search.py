@@ -27,6 +27,8 @@ class ToyTokenizer:
     def encode(self, text):
         return [SEP if ch == "\n" else 3 + DIGITS.index(ch) if ch in DIGITS else 7 for ch in text]
 
+    prompt_ids = encode
+
     def decode(self, ids, skip_special=True):
         return "".join("\n" if i == SEP else DIGITS[i - 3] if 3 <= i < 7 else "?" if i == 7 else "" for i in ids)
 

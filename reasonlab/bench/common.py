@@ -27,7 +27,7 @@ BENCHES = {
 class BenchConfig:
     what: str = "sampler"
     json: bool = False
-    model: str = ""                       # checkpoint dir; empty: fresh weights of `model_cfg`
+    model: str = ""                       # checkpoint or Llama/Qwen2/Qwen3 HF dir; empty: fresh `model_cfg`
     model_cfg: LlamaConfig = field(default_factory=LlamaConfig)
     prompts: int = 256
     n: int = 1                            # samples per prompt (both sides share the prompt work)
@@ -67,12 +67,12 @@ def load_or_init(cfg: BenchConfig):
     """(model, tokenizer) from ``cfg.model`` or freshly initialised with ``cfg.model_cfg``."""
     import torch
 
-    from reasonlab.models.checkpoint import load_checkpoint
+    from reasonlab.models.hf import load_policy
     from reasonlab.models.llama import Llama
     from reasonlab.models.tokenizer import CharTokenizer
 
-    if cfg.model:
-        model, tokenizer, _ = load_checkpoint(cfg.model)
+    if cfg.model:        # a reasonlab checkpoint or a Llama / Qwen2 / Qwen3 directory, in our code
+        model, tokenizer, _ = load_policy(cfg.model, device="cpu", impl="ours")
         return model, tokenizer
     tokenizer = CharTokenizer()
     cfg.model_cfg.vocab_size = tokenizer.vocab_size

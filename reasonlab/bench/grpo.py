@@ -7,7 +7,9 @@ learning rate. A step is rollout + reward + advantage + forward/backward + optim
 weight refresh to the sampler workers). TRL runs on the CPU with torch's intra-op threads on
 every core; ours samples on one worker process per core, each worker computes the gradient of
 its own groups, and the main process sums them and steps the optimiser (``train.policy_update``).
-Rounds alternate between the sides; completions/s are medians over rounds of ``steps`` steps
+Both sides train fp32 weights; with ``--dtype=bfloat16`` (the default) both compute in bf16 (ours:
+bf16 sampler and bf16 autocast; TRL: ``bf16=True``, accelerate's bf16 autocast), with
+``--dtype=float32`` both in fp32. Rounds alternate between the sides; completions/s are medians over rounds of ``steps`` steps
 (the first step of each side is a warm-up outside the timing). ``--prompts`` and ``--n`` keep
 their sampler-bench defaults (256, 1) in the shared config; here those mean 8 prompts x 8.
 """
@@ -42,7 +44,7 @@ def bench_grpo(cfg: BenchConfig) -> dict:
     per_step = prompts * n
     rate = {k: per_step / statistics.median(v) for k, v in times.items()}
     return {"params": model.num_params(), "completions_per_step": per_step, "new_tokens": cfg.new_tokens,
-            "steps_per_round": steps, "threads": torch.get_num_threads(),
+            "steps_per_round": steps, "threads": torch.get_num_threads(), "precision": cfg.dtype,
             "ours_completions_per_s": round(rate["ours"], 1), "trl_completions_per_s": round(rate["trl"], 1),
             "ratio": round(rate["ours"] / rate["trl"], 2)}
 
@@ -109,7 +111,8 @@ def _trl(path, tmp: Path, prompts: int, n: int, cfg: BenchConfig):
         args = TRLConfig(output_dir=str(tmp / "trl"), per_device_train_batch_size=prompts * n, num_generations=n,
                          max_completion_length=cfg.new_tokens, max_steps=k + 1, learning_rate=1e-5, beta=0.0,
                          temperature=cfg.temperature, logging_steps=10_000, save_strategy="no", report_to=[],
-                         use_cpu=True, disable_tqdm=True, seed=cfg.seed, dataloader_num_workers=0)
+                         use_cpu=True, disable_tqdm=True, seed=cfg.seed, dataloader_num_workers=0,
+                         bf16=cfg.dtype == "bfloat16")      # matched precision: bf16 autocast, fp32 weights
         model = AutoModelForCausalLM.from_pretrained(str(path))
         trainer = GRPOTrainer(model=model, reward_funcs=accuracy, args=args, train_dataset=data,
                               processing_class=hf_tok, callbacks=[timer])

@@ -33,7 +33,9 @@ def bench_sampler(cfg: BenchConfig) -> dict:
     model, tokenizer = load_or_init(cfg)
     prompts = bench_prompts(tokenizer, cfg.prompts, cfg.seed)
     ids, valid = left_pad(prompts, tokenizer.pad_id)
-    dtype = {"bfloat16": torch.bfloat16, "float32": None}[cfg.dtype]
+    from reasonlab.models.hf import compute_dtype
+
+    dtype = compute_dtype(cfg.dtype)
     workers = cfg.workers or os.cpu_count() or 1
     scfg = SamplingConfig(n=cfg.n, max_new_tokens=cfg.new_tokens, temperature=cfg.temperature, top_k=cfg.top_k,
                           seed=cfg.seed)

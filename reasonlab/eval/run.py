@@ -142,10 +142,16 @@ def check_config(cfg: EvalConfig, model_required: bool = True, prefix: str = "")
     from reasonlab.checks import check_eval
 
     check_eval(cfg, prefix, model_required)
-    if cfg.methods and cfg.resume:
+    if cfg.methods:                          # the sweep: CPU workers, plain temperature sampling
         from reasonlab.config import ConfigError
 
-        raise ConfigError("resume: eval --methods runs the search sweep, which starts over; use --overwrite=true")
+        unused = {"resume": (cfg.resume, False), "top_p": (cfg.top_p, 1.0), "top_k": (cfg.top_k, 0)}
+        for key, (value, default) in unused.items():
+            if value != default:
+                raise ConfigError(f"{key}: eval --methods runs the search sweep, which does not use it "
+                                  f"(it samples at `temperature` and starts over; --overwrite=true replaces a run)")
+        if cfg.device not in ("auto", "cpu"):
+            raise ConfigError(f"device: eval --methods runs on CPU worker processes; got {cfg.device!r}")
 
 
 def eval_fingerprint(cfg: EvalConfig, model=None) -> dict:
@@ -164,13 +170,12 @@ def evaluate(cfg: EvalConfig, model=None, tokenizer=None, run_dir=None, progress
     if cfg.methods:
         from reasonlab.eval.sweep import run_sweep, sweep_config_from_eval
         return run_sweep(sweep_config_from_eval(cfg), progress=progress)
-    import torch
     from tqdm.auto import tqdm
 
     from reasonlab.engine.sampler import SamplingConfig, sample
     from reasonlab.eval.metrics import summarize_samples
     from reasonlab.eval.plots import plot_accuracy_vs_k
-    from reasonlab.models.hf import DTYPES, load_policy, make_runner
+    from reasonlab.models.hf import compute_dtype, load_policy, make_runner
 
     task = make_task(cfg)
     problems = load_problems(cfg, task)                 # bad data stops here, before any write
@@ -184,7 +189,7 @@ def evaluate(cfg: EvalConfig, model=None, tokenizer=None, run_dir=None, progress
         done = read_finished(results_path)
     elif results_path.exists():
         results_path.unlink()
-    dtype = None if DTYPES[cfg.dtype] == torch.float32 else DTYPES[cfg.dtype]
+    dtype = compute_dtype(cfg.dtype)
     runner = make_runner(model, dtype=dtype)
     t0, policy_tokens = time.perf_counter(), 0
     n_done = sum(p["id"] in done for p in problems)

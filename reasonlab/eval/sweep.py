@@ -31,6 +31,7 @@ class SweepConfig:
     verifiers: str = ""               # a `reasonlab verifiers` run directory (orm/, prm/)
     task: str = "arith"
     split: str = "test"
+    data_path: str = ""               # local jsonl/dir for dataset tasks (gsm8k, math)
     generate: dict = field(default_factory=dict)
     limit: int = 200
     n_max: int = 64
@@ -53,20 +54,22 @@ def sweep_config_from_eval(cfg) -> SweepConfig:
     """``reasonlab eval --methods=[...]``: the sweep over the eval's problems, ``n`` as N_max and
     the eval's ``ks`` (those >= 2) as the budgets of the search methods."""
     return SweepConfig(name=cfg.name, runs_dir=cfg.runs_dir, model=cfg.model, verifiers=cfg.verifiers, task=cfg.task,
-                       split=cfg.split, generate=dict(cfg.generate), limit=cfg.limit, n_max=cfg.n,
+                       split=cfg.split, data_path=cfg.data_path, generate=dict(cfg.generate), limit=cfg.limit, n_max=cfg.n,
                        methods=list(cfg.methods), search_ns=[k for k in cfg.ks if 2 <= k <= cfg.n] or [cfg.n],
                        template=cfg.template, temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens,
                        dtype=cfg.dtype, seed=cfg.seed, overwrite=cfg.overwrite)
 
 
 def _check(cfg: SweepConfig) -> None:
-    from reasonlab.checks import check_choice, check_min, check_model_ref, check_task
+    from reasonlab.checks import check_choice, check_data_path, check_min, check_model_ref, check_task
+    from reasonlab.models.hf import DTYPES
     from reasonlab.config import ConfigError
 
     check_task(cfg.task, cfg.split, cfg.template)
+    check_data_path(cfg.data_path, cfg.task)
     check_min(cfg, {"limit": 1, "n_max": 1, "max_new_tokens": 1, "beam_width": 1, "chunk": 1, "workers": 0,
                     "temperature": 1e-9})
-    check_choice("dtype", cfg.dtype, ("bfloat16", "float16", "float32"))
+    check_choice("dtype", cfg.dtype, DTYPES)
     check_choice("agg", cfg.agg, ("min", "prod", "last", "mean"))
     if not cfg.search_ns or min(cfg.search_ns) < 1:
         raise ConfigError(f"search_ns: a non-empty list of budgets >= 1, got {cfg.search_ns}")
@@ -86,19 +89,14 @@ def _check(cfg: SweepConfig) -> None:
             raise ConfigError(f"verifiers: no {kind} value model in {cfg.verifiers} (run `reasonlab verifiers` first)")
 
 
-def _dtype(name: str):
-    import torch
-
-    return {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": None}[name]
-
-
 def _sample_all(cfg, policy, tokenizer, prompts):
     from reasonlab.engine.parallel import ParallelSampler
     from reasonlab.engine.sampler import SamplingConfig
+    from reasonlab.models.hf import compute_dtype
 
     scfg = SamplingConfig(n=cfg.n_max, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, seed=cfg.seed)
     comps = []
-    with ParallelSampler(policy, cfg.workers or os.cpu_count() or 1, _dtype(cfg.dtype)) as pool:
+    with ParallelSampler(policy, cfg.workers or os.cpu_count() or 1, compute_dtype(cfg.dtype)) as pool:
         for start in range(0, len(prompts), 4 * cfg.chunk):
             batch = pool.sample(prompts[start: start + 4 * cfg.chunk], scfg, eos_id=tokenizer.eos_id,
                                 pad_id=tokenizer.pad_id)
@@ -227,18 +225,20 @@ def run_sweep(cfg: SweepConfig, progress: bool = True) -> dict:
     from reasonlab.eval.sweep_jobs import make_pool
     from reasonlab.eval.run import generate_problems
     from reasonlab.io import atomic_write_json, atomic_write_text, run_metadata
-    from reasonlab.models.checkpoint import load_checkpoint
-    from reasonlab.runs import fingerprint, model_digest, open_stage_run, path_digest
+    from reasonlab.models.hf import load_policy
+    from reasonlab.runs import data_digest, fingerprint, model_digest, open_stage_run, path_digest
 
     _check(cfg)
     log = print if progress else (lambda *a: None)
     t_start = time.perf_counter()
-    task = make_task(EvalConfig(task=cfg.task))
+    task = make_task(EvalConfig(task=cfg.task, data_path=cfg.data_path))
     problems = generate_problems(task, cfg.limit, cfg.seed, cfg.split, cfg.generate)
-    run = open_stage_run(cfg, fingerprint(cfg, ignore=("model", "verifiers"), model_sha=model_digest(cfg.model),
+    run = open_stage_run(cfg, fingerprint(cfg, ignore=("model", "verifiers", "data_path"),
+                                          model_sha=model_digest(cfg.model),
+                                          data_sha=data_digest(cfg.task, cfg.split, cfg.data_path),
                                           verifiers_sha=path_digest(cfg.verifiers) if cfg.verifiers else ""))
-    policy, tokenizer, _ = load_checkpoint(cfg.model)
-    prompts = [tokenizer.encode(task.format_prompt(p, cfg.template)) for p in problems]
+    policy, tokenizer, _ = load_policy(cfg.model, device="cpu", impl="ours")
+    prompts = [tokenizer.prompt_ids(task.format_prompt(p, cfg.template)) for p in problems]
     sep = tokenizer.encode(task.step_separator)[0]
     need = sorted({NEEDS[m] for m in cfg.methods if m in NEEDS})
     workers = cfg.workers or os.cpu_count() or 1

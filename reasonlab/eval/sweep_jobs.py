@@ -12,6 +12,8 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
+from reasonlab.models.hf import compute_dtype
+
 
 def _init_worker() -> None:
     import torch
@@ -38,12 +40,6 @@ def shards(n: int, parts: int) -> list[tuple[int, int]]:
     return [(a, b) for a, b in itertools.pairwise(bounds) if b > a]
 
 
-def _dtype(name: str):
-    import torch
-
-    return {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": None}[name]
-
-
 @dataclass
 class ScoreJob:
     verifier_dir: str
@@ -61,7 +57,7 @@ def score_job(job: ScoreJob) -> list[list[list[float]]]:
     from reasonlab.verifiers.value_model import load_value_model, lp_weight
 
     model, tokenizer, _ = load_value_model(job.verifier_dir)
-    scorer = ValueScorer(LlamaRunner(model, dtype=_dtype(job.dtype)), tokenizer.pad_id, lp_weight=lp_weight(model))
+    scorer = ValueScorer(LlamaRunner(model, dtype=compute_dtype(job.dtype)), tokenizer.pad_id, lp_weight=lp_weight(model))
     out = []
     for start in range(0, len(job.problems), job.chunk):
         comps = job.completions[start: start + job.chunk]
@@ -91,20 +87,20 @@ def search_job(job: SearchJob):
 
     from reasonlab.engine.tiny import LlamaRunner
     from reasonlab.eval.run import EvalConfig, make_task
-    from reasonlab.models.checkpoint import load_checkpoint
+    from reasonlab.models.hf import load_policy
     from reasonlab.search import Policy, SearchConfig, get_strategy
     from reasonlab.verifiers.scorers import ValueScorer
     from reasonlab.verifiers.value_model import load_value_model, lp_weight
 
     t0 = time.perf_counter()
-    model, tokenizer, _ = load_checkpoint(job.model)
-    policy = Policy(LlamaRunner(model, dtype=_dtype(job.dtype)), tokenizer, make_task(EvalConfig(task=job.task)),
+    model, tokenizer, _ = load_policy(job.model, device="cpu", impl="ours")
+    policy = Policy(LlamaRunner(model, dtype=compute_dtype(job.dtype)), tokenizer, make_task(EvalConfig(task=job.task)),
                     job.template)
     verifier = load_value_model(job.verifier_dir)[0] if job.verifier_dir else None
     strategy, cfg = get_strategy(job.method), SearchConfig(**job.search)
     results = []
     for start in range(0, len(job.problems), job.chunk):
-        scorer = (ValueScorer(LlamaRunner(verifier, dtype=_dtype(job.dtype)), tokenizer.pad_id,
+        scorer = (ValueScorer(LlamaRunner(verifier, dtype=compute_dtype(job.dtype)), tokenizer.pad_id,
                               lp_weight=lp_weight(verifier)) if verifier else None)
         with torch.inference_mode():
             results += strategy(job.problems[start: start + job.chunk], policy, scorer, cfg)

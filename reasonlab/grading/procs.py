@@ -200,7 +200,9 @@ def _fork_worker(sock: socket.socket, fds: list[int]) -> int:
 
 
 def template_main(sock_fd: int) -> None:
-    """The template process: preload, report ready, then fork/kill workers on request."""
+    """The template process: preload, report ready, then fork/kill workers on request. Ctrl-C
+    is left to the pool's process, which stops the template and its workers."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     sock = socket.socket(fileno=sock_fd)
     try:
         _, size = _MSG.unpack(_recv_exact(sock, _MSG.size))

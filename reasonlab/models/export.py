@@ -16,7 +16,7 @@ class ExportConfig:
     model: str = ""              # reasonlab checkpoint, Hugging Face model directory or hub id
     out: str = ""                # output directory: new or empty, or replaced whole with `overwrite`
     dtype: str = "float32"       # weights on disk for Hugging Face models: float32 | bfloat16 | float16
-    overwrite: bool = False      # replace a non-empty `out` (never one that holds the model itself)
+    overwrite: bool = False      # replace an earlier model directory at `out` (never the model itself)
 
 
 def check_config(cfg: ExportConfig) -> None:
@@ -34,8 +34,12 @@ def check_config(cfg: ExportConfig) -> None:
         raise ConfigError(f"out: {cfg.out} holds the model being exported ({cfg.model}); pick another --out")
     if out.exists() and not out.is_dir():
         raise ConfigError(f"out: {cfg.out} is a file")
-    if out.is_dir() and any(out.iterdir()) and not cfg.overwrite:
-        raise ConfigError(f"out: {cfg.out} is not empty; pass --overwrite=true to replace it, or another --out")
+    if out.is_dir() and any(out.iterdir()):
+        if not cfg.overwrite:
+            raise ConfigError(f"out: {cfg.out} is not empty; pass --overwrite=true to replace it, or another --out")
+        if not (out / "config.json").is_file():
+            raise ConfigError(f"out: {cfg.out} is not a model directory (no config.json), so --overwrite does not "
+                              "replace it; remove it yourself or pick another --out")
 
 
 def export(cfg: ExportConfig) -> dict:
@@ -46,7 +50,7 @@ def export(cfg: ExportConfig) -> dict:
 
     check_config(cfg)
     out = Path(cfg.out)
-    model, tokenizer, kind = load_policy(cfg.model, device="cpu", dtype=cfg.dtype, chat_template="never")
+    model, tokenizer, kind = load_policy(cfg.model, device="cpu", dtype=cfg.dtype, chat_template="never", impl=None)
     if kind == "tiny":
         save_checkpoint(out, model, tokenizer)           # fp32, no trainer state; atomic
     else:

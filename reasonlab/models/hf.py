@@ -34,8 +34,23 @@ def _safetensors_error() -> type:
 
 # what loading a broken model directory raises (truncated weights, corrupt json, missing files)
 LOAD_ERRORS = (OSError, ValueError, KeyError, RuntimeError, EOFError, _safetensors_error())
+# the one table of dtype names (configs, recipes and the command line use these words)
 DTYPES = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16,
           "fp16": torch.float16, "float32": torch.float32, "fp32": torch.float32}
+
+
+def compute_dtype(name: str) -> torch.dtype | None:
+    """The dtype a sampling copy is cast to for ``name`` (a key of :data:`DTYPES`); None for
+    fp32, which samples from the fp32 weights themselves.
+
+    >>> compute_dtype("bf16"), compute_dtype("float32")
+    (torch.bfloat16, None)
+    """
+    from reasonlab.config import ConfigError
+
+    if name not in DTYPES:
+        raise ConfigError(f"dtype: unknown value {name!r}; choose from: {', '.join(DTYPES)}")
+    return None if DTYPES[name] == torch.float32 else DTYPES[name]
 
 
 def require_transformers():
@@ -207,17 +222,18 @@ IMPLS = ("auto", "ours", "transformers")
 
 def load_policy(path_or_id: str | Path, device: str = "auto", dtype: str | torch.dtype | None = "auto",
                 chat_template: str = "auto", lora: LoraOptions | None = None,
-                trust_remote_code: bool = False, impl: str | None = None) -> tuple[Any, Any, str]:
+                trust_remote_code: bool = False, impl: str | None = "auto") -> tuple[Any, Any, str]:
     """-> (model, tokenizer, kind) with kind ``"tiny"`` (our ``Llama`` code, fp32 on cpu: the
     runner casts for sampling; ``device`` and ``dtype`` do not apply) or ``"hf"`` (a transformers
     model on ``device`` in ``dtype``).
 
     ``impl`` picks the code for a Hugging Face directory:
 
-    - ``None`` (default, as before): reasonlab checkpoints -> ours, anything else -> transformers;
-    - ``"auto"``: also a local Llama / Qwen2 / Qwen3 directory (``models.families``) -> ours, unless
+    - ``"auto"`` (default): reasonlab checkpoints and a local Llama / Qwen2 / Qwen3 directory (``models.families``) -> ours, unless
       ``device`` resolves to an accelerator (our engine runs on the CPU) or ``lora`` is set
       (peft wraps transformers modules); any other architecture -> transformers;
+    - ``None``: reasonlab checkpoints -> ours, anything else -> transformers (``export`` uses it:
+      a format conversion that keeps the requested dtype and merges LoRA);
     - ``"ours"``: always ours (ConfigError for an architecture or field we do not implement);
     - ``"transformers"``: always transformers, reasonlab checkpoints included.
 

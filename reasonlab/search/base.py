@@ -27,7 +27,7 @@ class Policy:
     template: str = "r1"
 
     def prompts(self, problems: list[dict]) -> list[list[int]]:
-        return [self.tokenizer.encode(self.task.format_prompt(p, self.template)) for p in problems]
+        return [self.tokenizer.prompt_ids(self.task.format_prompt(p, self.template)) for p in problems]
 
     @property
     def sep_id(self) -> int:

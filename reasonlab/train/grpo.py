@@ -225,7 +225,9 @@ def setup(cfg: GRPOConfig) -> State:
         log = s.run / "metrics.jsonl"
         if log.exists():
             log.unlink()
-    dtype = {"bfloat16": torch.bfloat16, "float32": None}[cfg.sampler_dtype]
+    from reasonlab.models.hf import compute_dtype
+
+    dtype = compute_dtype(cfg.sampler_dtype)
     backend = BACKENDS[cfg.backend](s.policy, s.tokenizer, dtype, s.workers)
     s.sample_fn, s.refresh, s.close = backend.sample, backend.refresh, backend.close
     s.gradients = backend.gradients if cfg.worker_gradients and cfg.loss.beta <= 0 else local_gradients
@@ -244,6 +246,7 @@ def make_optimizer(model, cfg: GRPOConfig) -> torch.optim.AdamW:
 def check_config(cfg: GRPOConfig) -> None:
     """Every cheap check before anything is written or loaded."""
     from reasonlab.checks import check_choice, check_min, check_model_ref, check_task
+    from reasonlab.models.hf import DTYPES
     from reasonlab.config import ConfigError
     from reasonlab.eval.run import check_config as check_eval_config
 
@@ -259,7 +262,7 @@ def check_config(cfg: GRPOConfig) -> None:
                     "ckpt_every": 1, "eval_problems": 1, "eval_n": 1, "eval_every": 0, "workers": 0,
                     "segment_tokens": 0, "warmup_steps": 0, "temperature": 1e-9, "train_pool": cfg.prompts_per_step,
                     "prompts.max_refills": 0})
-    check_choice("sampler_dtype", cfg.sampler_dtype, ("bfloat16", "float32"))
+    check_choice("sampler_dtype", cfg.sampler_dtype, DTYPES)
     check_choice("autocast", cfg.autocast, ("bfloat16", "none"))
     check_choice("prompts.mode", cfg.prompts.mode, ("uniform", "curriculum"))
     check_task(cfg.task, template=cfg.template)
@@ -272,11 +275,13 @@ def check_config(cfg: GRPOConfig) -> None:
 
 
 def load_policy(path: str):
-    """(model, tokenizer): our tiny Llama for reasonlab checkpoints, else a Hugging Face model
-    through the adapter (``models.hf``)."""
+    """(model, tokenizer) for training: our ``Llama`` code for reasonlab checkpoints and Llama /
+    Qwen2 / Qwen3 directories, else a transformers model (``models.hf``); always fp32 weights
+    (the optimiser's master copy: AdamW on bf16 weights loses every update below bf16's
+    resolution), while sampling and autocast compute in ``sampler_dtype`` / ``autocast``."""
     from reasonlab.models.hf import load_policy as load_any
 
-    model, tokenizer, _ = load_any(path)
+    model, tokenizer, _ = load_any(path, device="cpu", dtype="float32")
     return model, tokenizer
 
 

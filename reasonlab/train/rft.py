@@ -68,13 +68,14 @@ class RFTConfig:
 def check_config(cfg: RFTConfig) -> None:
     """Every cheap check before anything is written or loaded."""
     from reasonlab.checks import check_choice, check_min, check_model_ref, check_task
+    from reasonlab.models.hf import DTYPES
     from reasonlab.eval.run import check_config as check_eval_config
 
     check_min(cfg, {"rounds": 1, "prompts_per_round": 1, "samples_per_prompt": 1, "max_new_tokens": 1,
                     "epochs": 1, "batch_size": 1, "lr": 1e-12, "workers": 0, "eval_every": 0, "eval_problems": 1,
                     "eval_n": 1, "temperature": 1e-9, "train_pool": cfg.prompts_per_round})
     check_choice("backend", cfg.backend, sorted(BACKENDS))
-    check_choice("sampler_dtype", cfg.sampler_dtype, ("bfloat16", "float32"))
+    check_choice("sampler_dtype", cfg.sampler_dtype, DTYPES)
     check_task(cfg.task, template=cfg.template)
     check_eval_config(cfg.eval, model_required=False, prefix="eval.")
     check_model_ref(cfg.model)
@@ -98,7 +99,9 @@ def rft(cfg: RFTConfig, progress: bool = True) -> dict:
     random.seed(cfg.seed)
     policy, tokenizer = load_policy(cfg.model)
     opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.0)
-    dtype = {"bfloat16": torch.bfloat16, "float32": None}[cfg.sampler_dtype]
+    from reasonlab.models.hf import compute_dtype
+
+    dtype = compute_dtype(cfg.sampler_dtype)
     backend = BACKENDS[cfg.backend](policy, tokenizer, dtype, workers)
     sample_fn, refresh, close = backend.sample, backend.refresh, backend.close
     t0, samples = time.perf_counter(), 0

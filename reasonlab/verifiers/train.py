@@ -121,9 +121,9 @@ def _sample_solutions(cfg, pool, prompts):
 def _completer(path: str, tokenizer):
     """The model that completes the MC rollouts; it must share the policy's tokenizer."""
     from reasonlab.config import ConfigError
-    from reasonlab.models.checkpoint import load_checkpoint
+    from reasonlab.models.hf import load_policy
 
-    model, other, _ = load_checkpoint(path)
+    model, other, _ = load_policy(path, device="cpu", impl="ours")
     if other.vocab_size != tokenizer.vocab_size or any(
             other.encode(t) != tokenizer.encode(t) for t in ("a = 3 + 4 = 7\n", "</think> <answer>")):
         raise ConfigError(f"completer: {path} has a different tokenizer from the policy; the rollouts "
@@ -153,7 +153,7 @@ def train_verifiers(cfg: VerifierTrainConfig) -> dict:
     from reasonlab.eval.run import EvalConfig, generate_problems, make_task
     from reasonlab.io import atomic_write_json, read_jsonl, run_metadata, write_jsonl
     from reasonlab.runs import fingerprint, model_digest, open_stage_run
-    from reasonlab.models.checkpoint import load_checkpoint
+    from reasonlab.models.hf import load_policy
     from reasonlab.verifiers.mc_labels import mc_step_labels, oracle_agreement
     from reasonlab.verifiers.validate import validation_report
     from reasonlab.verifiers.value_model import (
@@ -173,8 +173,8 @@ def train_verifiers(cfg: VerifierTrainConfig) -> dict:
                                           model_sha=model_digest(cfg.model),
                                           completer_sha=model_digest(cfg.completer) if cfg.completer else "",
                                           workers=workers))
-    policy, tokenizer, _ = load_checkpoint(cfg.model)
-    prompts = [tokenizer.encode(task.format_prompt(p, cfg.template)) for p in problems]
+    policy, tokenizer, _ = load_policy(cfg.model, device="cpu", impl="ours")
+    prompts = [tokenizer.prompt_ids(task.format_prompt(p, cfg.template)) for p in problems]
     labels_path = run / "labels.jsonl"
     timings = {}
     if cfg.resume and labels_path.exists():
