@@ -137,7 +137,7 @@ def _run_stage(stage: str, cfg: DemoConfig, base_model: Path) -> dict:
     config_cls, fn = _stage_entry(stage)
     root = Path(cfg.runs_dir)
     name = cfg.name if stage == "pretrain" else f"{cfg.name}_{stage}"
-    overrides = [f"--name={name}", f"--runs_dir={cfg.runs_dir}"] + _reuse_flags(stage, cfg, root / name)
+    overrides = [f"--name={name}", f"--runs_dir={cfg.runs_dir}"] + _reuse_flags(stage, cfg)
     if stage != "pretrain":
         overrides.append(f"--model={base_model}")
     if stage == "sweep":
@@ -149,16 +149,15 @@ def _run_stage(stage: str, cfg: DemoConfig, base_model: Path) -> dict:
     return fn(load_config(config_cls, find_recipe(RECIPES[stage]), overrides))
 
 
-def _reuse_flags(stage: str, cfg: DemoConfig, run: Path) -> list[str]:
-    """How a stage treats its earlier run: ``--overwrite``, ``--resume`` (resumable stages), or for
-    the others under ``resume``: start over when the earlier run did not finish."""
+def _reuse_flags(stage: str, cfg: DemoConfig) -> list[str]:
+    """How a stage treats its earlier run: ``--overwrite``, or under ``resume`` ``--resume``
+    (resumable stages) or a fresh start (the others; a finished one is skipped by the caller,
+    :func:`stage_finished`)."""
     if cfg.overwrite:
         return ["--overwrite=true"]
     if not cfg.resume:
         return []
-    if stage in RESUMABLE:
-        return ["--resume=true"]
-    return [] if (run / "summary.json").exists() else ["--overwrite=true"]
+    return ["--resume=true"] if stage in RESUMABLE else ["--overwrite=true"]
 
 
 def stage_finished(stage: str, cfg: DemoConfig, run: Path) -> bool:

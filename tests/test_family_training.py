@@ -88,3 +88,12 @@ def test_bf16_checkpoints_train_in_fp32_so_small_updates_are_kept(tmp_path):
         assert not torch.equal(weight, before), name
         as_bf16 = before.to(torch.bfloat16)
         assert torch.equal((as_bf16 + step.to(torch.bfloat16)), as_bf16)      # bf16 would lose it
+
+
+def test_every_random_preset_is_a_valid_config():
+    from reasonlab.models.families import config_from_hf
+    from reasonlab.models.random_models import PRESETS
+
+    for preset in PRESETS:
+        ours = config_from_hf(random_config(preset).to_dict())
+        assert ours.vocab_size == PRESETS[preset][1]["vocab_size"], preset

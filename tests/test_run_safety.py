@@ -300,7 +300,8 @@ def test_every_stage_has_help_with_defaults_and_comments(capsys):
     for command in COMMANDS:
         assert main([command, "--help"]) == 0, command
         out = capsys.readouterr().out
-        assert out.startswith(f"usage: reasonlab {command}") and "--name=" in out or "--model=" in out, command
+        assert out.startswith(f"usage: reasonlab {command}"), command
+        assert "--name=" in out or "--model=" in out or "--what=" in out, command
     assert main(["eval", "-h"]) == 0
     out = capsys.readouterr().out
     assert "--n=16" in out and "--overwrite=false  # delete an existing run" in out
