@@ -91,9 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:  # noqa: BLE001 - only out-of-memory is handled; the rest re-raises
         if not out_of_memory(err) or os.environ.get("REASONLAB_DEBUG"):
             raise
-        print(f"reasonlab {command}: error: out of memory ({' '.join(str(err).split())[:200]}); lower the batch "
-              "settings (micro_batch, prompts_per_batch, batch_size, prompts_per_step) or max_new_tokens",
-              file=sys.stderr)
+        print(f"reasonlab {command}: error: out of memory ({' '.join(str(err).split())[:200]}); "
+              f"{oom_advice(command)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"reasonlab {command}: interrupted (artifacts so far are kept; --resume=true continues)",
@@ -109,6 +108,21 @@ def out_of_memory(err: BaseException) -> bool:
     torch = sys.modules.get("torch")
     oom = getattr(torch, "OutOfMemoryError", None) if torch is not None else None
     return isinstance(err, MemoryError) or (oom is not None and isinstance(err, oom))
+
+
+def oom_advice(command: str) -> str:
+    """What to lower after an out-of-memory error in ``command``: the training stages' own
+    settings (and their memory options), else the batch settings every stage shares."""
+    trained = {
+        "grpo": "lower micro_batch (rows per forward/backward), prompts_per_step or max_new_tokens, or set "
+                "--grad_checkpointing=true or --lora_rank=8",
+        "rft": "lower batch_size (rows per optimiser step), prompts_per_round or max_new_tokens, or set "
+               "--grad_checkpointing=true or --lora_rank=8",
+        "pretrain": "lower batch_size or seq_len, or set --grad_checkpointing=true",
+    }
+    if command in trained:
+        return trained[command]
+    return "lower the batch settings (micro_batch, prompts_per_batch, batch_size, prompts_per_step) or max_new_tokens"
 
 
 def _headline(summary: dict) -> dict:

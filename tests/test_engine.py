@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from reasonlab.engine.attention import group_table
-from reasonlab.engine.sampler import SamplingConfig, left_pad, next_tokens, sample
+from reasonlab.engine.rng import row_uniforms
+from reasonlab.engine.sampler import SamplingConfig, inverse_cdf, left_pad, next_tokens, sample
 from reasonlab.engine.tiny import LlamaRunner, shared_prefix_length
 from reasonlab.models.llama import Llama, LlamaConfig
 
@@ -127,19 +128,19 @@ def test_top_k_one_and_tiny_top_p_are_greedy():
     torch.manual_seed(0)
     logits = torch.randn(64, 50)
     greedy = logits.argmax(-1)
-    gen = torch.Generator().manual_seed(0)
-    assert torch.equal(next_tokens(logits, 1.0, 1, 1.0, gen)[0], greedy)
-    assert torch.equal(next_tokens(logits, 1.0, 0, 1e-6, gen)[0], greedy)
+    u = torch.rand(64, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(next_tokens(logits, 1.0, 1, 1.0, u)[0], greedy)
+    assert torch.equal(next_tokens(logits, 1.0, 0, 1e-6, u)[0], greedy)
 
 
 def test_sampling_matches_distribution():
     logits = torch.log(torch.tensor([[0.5, 0.3, 0.2]])).repeat(20000, 1)
-    gen = torch.Generator().manual_seed(0)
-    tok, lp = next_tokens(logits, 1.0, 0, 1.0, gen)
+    u = row_uniforms(0, torch.arange(20000), torch.zeros(20000, dtype=torch.long), 0)
+    tok, lp = next_tokens(logits, 1.0, 0, 1.0, u)
     freq = torch.bincount(tok, minlength=3).float() / tok.numel()
     assert torch.allclose(freq, torch.tensor([0.5, 0.3, 0.2]), atol=0.02)
     assert torch.allclose(lp, torch.log(torch.tensor([0.5, 0.3, 0.2]))[tok])
-    tok, lp = next_tokens(logits, 1.0, 2, 1.0, gen)           # top-k 2 renormalises over {0, 1}
+    tok, lp = next_tokens(logits, 1.0, 2, 1.0, u)             # top-k 2 renormalises over {0, 1}
     assert (tok != 2).all()
     freq = torch.bincount(tok, minlength=3).float() / tok.numel()
     assert abs(freq[0] - 0.625) < 0.02
@@ -171,6 +172,52 @@ def test_parallel_sampler_matches_single_process():
             pool.sample(prompts, hot, eos_id=EOS).completion_ids          # seeded, not timing-dependent
         with pytest.raises(ValueError, match="context"):
             pool.sample([[3] * 200], greedy, eos_id=EOS)                   # worker errors reach the caller
+
+
+def test_samples_do_not_depend_on_worker_count_or_batch():
+    """A row's random stream is (seed, prompt key, sample, step): one process, two workers, the
+    prompts in another order (with their keys) or one prompt alone give the same samples."""
+    from reasonlab.engine.parallel import ParallelSampler
+
+    model = tiny()
+    prompts = prompts_with_shared_prefix() + [[5, 6, 7], [8, 9]]
+    hot = SamplingConfig(n=3, max_new_tokens=8, temperature=1.0, seed=11)
+    single = sample(LlamaRunner(model), prompts, hot, eos_id=EOS)
+    with ParallelSampler(model, workers=2) as pool:
+        multi = pool.sample(prompts, hot, eos_id=EOS)
+    assert multi.completion_ids == single.completion_ids
+    order = list(reversed(range(len(prompts))))
+    shuffled = sample(LlamaRunner(model), [prompts[i] for i in order], hot, eos_id=EOS, keys=order)
+    by_prompt = {(shuffled.prompt_index[r], r % 3): c for r, c in enumerate(shuffled.completion_ids)}
+    for r, c in enumerate(single.completion_ids):
+        assert by_prompt[(len(prompts) - 1 - single.prompt_index[r], r % 3)] == c
+    alone = sample(LlamaRunner(model), [prompts[2]], hot, eos_id=EOS, keys=[2])
+    assert alone.completion_ids == single.completion_ids[6:9]
+    other = sample(LlamaRunner(model), prompts, SamplingConfig(n=3, max_new_tokens=8, seed=12), eos_id=EOS)
+    assert other.completion_ids != single.completion_ids
+
+
+def test_row_uniforms_are_uniform_and_independent():
+    keys = torch.arange(4000).repeat_interleave(5)
+    samples = torch.arange(5).repeat(4000)
+    u = row_uniforms(3, keys, samples, 0)
+    assert u.min() > 0 and u.max() < 1
+    assert abs(float(u.mean()) - 0.5) < 0.01 and abs(float(u.var()) - 1 / 12) < 0.003
+    hist = torch.histc(u.float(), bins=10, min=0, max=1)
+    assert (hist - 2000).abs().max() < 200                 # chi-square-ish: 10 bins of 2000
+    v = row_uniforms(3, keys, samples, 1)                  # next step: uncorrelated with this one
+    assert abs(float(torch.corrcoef(torch.stack([u, v]))[0, 1])) < 0.03
+    assert torch.equal(u, row_uniforms(3, keys, samples, 0))
+    assert not torch.equal(u, row_uniforms(4, keys, samples, 0))
+    assert len(set(u.tolist())) > 19_900                   # distinct rows, distinct numbers
+
+
+def test_inverse_cdf_never_draws_a_zero_probability_token():
+    probs = torch.tensor([[0.0, 0.5, 0.0, 0.5, 0.0]]).repeat(5, 1)
+    u = torch.tensor([1e-12, 0.25, 0.5, 0.75, 1 - 1e-12], dtype=torch.float64)
+    assert inverse_cdf(probs, u).tolist() == [1, 1, 3, 3, 3]
+    unnormalised = torch.tensor([[2.0, 0.0, 6.0]]).repeat(2, 1)
+    assert inverse_cdf(unnormalised, torch.tensor([0.24, 0.26], dtype=torch.float64)).tolist() == [0, 2]
 
 
 FEATURES = [{"qkv_bias": True, "family": "qwen2"},

@@ -35,7 +35,16 @@ class BenchConfig:
     new_tokens: int = 64
     temperature: float = 1.0
     top_k: int = 0
-    dtype: str = "bfloat16"               # our engine's / trainer's compute dtype
+    dtype: str = "bfloat16"               # our engine's / trainer's compute dtype (in-process: both sides')
+    device: str = "cpu"                   # cpu | cuda | auto; off the CPU every side runs in this process
+    in_process: bool = False              # on the CPU too: our side in this process (no worker processes)
+    task: str = "arith"                   # sampler prompts: this task's test problems in the R1 template
+    data_path: str = ""                   # the task's data file (gsm8k: a jsonl of questions)
+    extras: bool = False                  # sampler: static-cache generate + our decode-step time (always on CUDA)
+    static_compile: bool = True           # extras on CUDA: let transformers compile its static-cache decode step
+    decode_rows: int = 256                # decode-step timing: rows decoded together
+    decode_steps: int = 16                # decode-step timing: timed steps (median)
+    trl: bool = True                      # grpo: also run TRL (CPU only; skipped on an accelerator)
     batch_size: int = 24                  # train bench shape (the tiny recipe's)
     seq_len: int = 256
     steps: int = 8                        # measured train steps per round
@@ -44,13 +53,18 @@ class BenchConfig:
 
 
 def run_bench(cfg: BenchConfig) -> dict:
-    from reasonlab.checks import check_choice, check_min, check_model_ref
+    from reasonlab.checks import check_choice, check_data_path, check_min, check_model_ref, check_task
 
     check_choice("what", cfg.what, BENCHES)
     check_min(cfg, {"prompts": 1, "n": 1, "workers": 0, "new_tokens": 1, "batch_size": 1, "seq_len": 2, "steps": 1,
-                    "repeats": 1, "temperature": 0.0, "top_k": 0})
+                    "repeats": 1, "temperature": 0.0, "top_k": 0, "decode_rows": 1, "decode_steps": 1})
     check_choice("dtype", cfg.dtype, ("bfloat16", "float32"))
+    check_task(cfg.task)
+    check_data_path(cfg.data_path, cfg.task)
     check_model_ref(cfg.model, required=False)
+    from reasonlab.bench.device import bench_device
+
+    bench_device(cfg.device)                                       # cuda without CUDA: one line
 
     module, attr = BENCHES[cfg.what].split(":")
     result = getattr(importlib.import_module(module), attr)(cfg)

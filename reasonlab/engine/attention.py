@@ -35,7 +35,7 @@ class Segment:
         k = [t.contiguous() for t in k]        # a strided view would be copied at every step
         v = [t.contiguous() for t in v]
         table, slot = group_table(group, valid.shape[0])
-        uniform = table.numel() == group.numel() and bool((table.flatten() == torch.arange(group.numel())).all())
+        uniform = table.numel() == group.numel() and bool((table.flatten() == torch.arange(group.numel(), device=group.device)).all())
         row_mask = None if bool(valid.all()) else valid[group][:, None, None, None, :]
         return cls(k, v, valid, group, table, slot, uniform, row_mask)
 

@@ -27,8 +27,9 @@ class SampleConfig:
 
 
 def run_sample(cfg: SampleConfig) -> list[dict]:
-    from reasonlab.engine.sampler import SamplingConfig, sample
-    from reasonlab.models.hf import load_policy, make_runner
+    from reasonlab.backends.policy import LocalBackend
+    from reasonlab.engine.sampler import SamplingConfig
+    from reasonlab.models.hf import load_policy
     from reasonlab.tasks import get_task
 
     from reasonlab.checks import SAMPLING_MINIMA, check_min, check_model_ref, check_task
@@ -43,8 +44,7 @@ def run_sample(cfg: SampleConfig) -> list[dict]:
     scfg = SamplingConfig(n=cfg.n, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
                           top_p=cfg.top_p, top_k=cfg.top_k, stop=cfg.stop, seed=cfg.seed)
     stop_ids = [tokenizer.encode(s) for s in cfg.stop] + list(getattr(tokenizer, "stop_ids", []))
-    batch = sample(make_runner(model), [tokenizer.prompt_ids(t) for t in texts], scfg, eos_id=tokenizer.eos_id,
-                   pad_id=tokenizer.pad_id, stop_ids=stop_ids)
+    batch = LocalBackend(model, tokenizer).sample([tokenizer.prompt_ids(t) for t in texts], scfg, stop_ids=stop_ids)
     out = []
     for row, (p, ids) in enumerate(zip(batch.prompt_index, batch.completion_ids)):
         text = tokenizer.decode(ids)

@@ -11,7 +11,7 @@ tokens only (``cumsum(mask) - 1``), so a padded row computes what it would compu
 - ``select`` indexes rows (repeats fork a row: its KV is copied, never re-encoded);
 - ``concat`` stacks the rows of several states, left-padding shorter caches with masked columns.
 
-Logits come back as fp32 on the CPU (the sampler's random generator lives there). Only models
+Logits come back as fp32 on the model's device (the sampler draws there). Only models
 whose cache layers are plain ``DynamicLayer``s (full attention: Llama, Qwen2, Mistral without a
 sliding window, ...) support ``select``/``concat``; others raise a clear error there.
 """
@@ -76,7 +76,7 @@ class HFRunner:
     def _forward(self, ids, mask, pos, cache, keep_last: bool):
         out = self.model(input_ids=ids, attention_mask=mask.long(), position_ids=pos, past_key_values=cache,
                          use_cache=True, logits_to_keep=1 if keep_last else 0)
-        return out.logits[:, -1].float().cpu(), out.past_key_values
+        return out.logits[:, -1].float(), out.past_key_values
 
     @torch.inference_mode()
     def prefill(self, ids: torch.Tensor, valid: torch.Tensor, max_new: int, copies: int = 1):

@@ -6,8 +6,9 @@ by the GIL (17.4k). Independent processes, each with one thread and a shard of t
 use every core. Workers are spawned once and kept; the weights travel through shared memory.
 
 Sharding is by whole prompts (all ``n`` samples of a prompt stay in one worker, so prompt KV is
-still shared), and worker ``w`` samples with seed ``cfg.seed + 1_000_003 * w``: results depend
-on the number of workers, not on timing.
+still shared). Every prompt keeps its key (its index in the caller's list unless ``keys`` are
+given) and every row its own random stream (``engine.rng``), so the samples do not depend on the
+number of workers or on timing.
 
 Workers can also run a function on their own copy of the fp32 model (``call``): RL computes the
 gradient of each worker's share of a batch there (``train.policy_update.ParallelGradients``) and
@@ -15,7 +16,7 @@ reads it back from a shared buffer per worker (``grad_buffers=True``).
 """
 from __future__ import annotations
 
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from types import SimpleNamespace
 
 import torch
@@ -23,8 +24,6 @@ import torch.multiprocessing as mp
 
 from reasonlab.engine.sampler import SampleBatch, SamplingConfig, sample
 from reasonlab.models.llama import Llama, LlamaConfig
-
-SEED_STRIDE = 1_000_003
 
 
 def ignore_interrupts() -> None:
@@ -84,15 +83,17 @@ class ParallelSampler:
             self.conns.append(parent)
             self.procs.append(proc)
 
-    def sample(self, prompts: list[list[int]], cfg: SamplingConfig, **kwargs) -> SampleBatch:
+    def sample(self, prompts: list[list[int]], cfg: SamplingConfig, keys: list[int] | None = None,
+               **kwargs) -> SampleBatch:
         """Like ``engine.sampler.sample``; rows come back in prompt order."""
         w = len(self.conns)
+        keys = list(range(len(prompts))) if keys is None else list(keys)
         # Shards of prompts of similar length pad less (prompts are left-padded per shard).
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
         bounds = [round(i * len(prompts) / w) for i in range(w + 1)]
         jobs = [(i, order[bounds[i]: bounds[i + 1]]) for i in range(w) if bounds[i + 1] > bounds[i]]
         for i, idx in jobs:
-            self.conns[i].send(([prompts[j] for j in idx], replace(cfg, seed=cfg.seed + SEED_STRIDE * i), kwargs))
+            self.conns[i].send(([prompts[j] for j in idx], cfg, {**kwargs, "keys": [keys[j] for j in idx]}))
         parts = [(idx, self.conns[i].recv()) for i, idx in jobs]
         for _, part in parts:
             if isinstance(part, Exception):

@@ -65,17 +65,18 @@ class LlamaRunner:
         self.vocab_size = model.cfg.vocab_size
         self.max_len = model.cfg.max_seq_len           # context window (prompt + generated tokens)
         self.dtype = next(self.model.parameters()).dtype
+        self.device = next(self.model.parameters()).device
         self.scale = 1.0 / math.sqrt(self.cfg.head_dim)
         self.merge_prefix_below = merge_prefix_below
         self.tokens_encoded = 0
-        self.cos = self.sin = torch.empty(0, self.cfg.head_dim, dtype=self.dtype)
+        self.cos = self.sin = torch.empty(0, self.cfg.head_dim, dtype=self.dtype, device=self.device)
         self._rope_table(min(self.max_len, ROPE_TABLE_START))
 
     def _rope_table(self, length: int) -> None:
         """cos/sin tables (length, E) in the runner's dtype, computed once (with the model's
         RoPE scaling) and extended only when a longer context is asked for."""
         if length > self.cos.shape[0]:
-            cos, sin = self.model.rope(torch.arange(length))
+            cos, sin = self.model.rope(torch.arange(length, device=self.device))
             self.cos, self.sin = cos.to(self.dtype), sin.to(self.dtype)
 
     def _rope(self, pos: torch.Tensor):
@@ -141,9 +142,9 @@ class LlamaRunner:
 
     @torch.inference_mode()
     def prefill(self, ids: torch.Tensor, valid: torch.Tensor, max_new: int, copies: int = 1):
-        m, cfg = self.model, self.cfg
+        m, cfg, dev = self.model, self.cfg, self.device
         p, t = ids.shape
-        valid = valid.bool()
+        ids, valid = ids.cpu(), valid.cpu().bool()       # layout work on the host, then one copy
         lengths = valid.sum(1)
         if int(lengths.max()) + max_new > cfg.max_seq_len:
             raise ContextTooLong(f"a prompt of {int(lengths.max())} tokens + max_new_tokens {max_new} exceeds "
@@ -151,16 +152,17 @@ class LlamaRunner:
                                  "or use shorter problems")
         self._rope_table(int(lengths.max()) + max_new)
         self.tokens_encoded += int(lengths.sum())
-        rows = torch.arange(p).repeat_interleave(copies)
+        rows = torch.arange(p, device=dev).repeat_interleave(copies)
         segments, prefix = [], None
         c = shared_prefix_length(ids, valid)
         if c >= MIN_SHARED_PREFIX:
             first = t - int(lengths[0])
-            shared = ids[:1, first: first + c]
-            _, ks, vs = self._encode(m.embed(shared), torch.arange(c)[None], None, _causal(c)[None, None])
+            shared = ids[:1, first: first + c].to(dev)
+            _, ks, vs = self._encode(m.embed(shared), torch.arange(c, device=dev)[None], None,
+                                     _causal(c).to(dev)[None, None])
             prefix = list(zip(ks, vs))
-            segments.append(Segment.build(ks, vs, torch.ones(1, c, dtype=torch.bool),
-                                          torch.zeros(p * copies, dtype=torch.long)))
+            segments.append(Segment.build(ks, vs, torch.ones(1, c, dtype=torch.bool, device=dev),
+                                          torch.zeros(p * copies, dtype=torch.long, device=dev)))
             self.tokens_encoded -= c * (p - 1)            # encoded once, not once per prompt
             ids, valid, lengths = _drop_prefix(ids, valid, c)
             t = ids.shape[1]
@@ -171,6 +173,7 @@ class LlamaRunner:
         mask |= torch.eye(t, dtype=torch.bool)[None]       # padding rows see themselves, never NaN
         if prefix is not None:
             mask = torch.cat([torch.ones(p, t, c, dtype=torch.bool), mask], 2)
+        ids, valid, pos, mask, lengths = ids.to(dev), valid.to(dev), pos.to(dev), mask.to(dev), lengths.to(dev)
         x, ks, vs = self._encode(m.embed(ids), pos, prefix, mask[:, None])
         logits = self._logits(x[:, -1])[rows]
         if prefix is not None and c <= self.merge_prefix_below:
@@ -178,12 +181,12 @@ class LlamaRunner:
             # as a segment of its own (two fewer matmuls per layer and step).
             ks = [torch.cat([pk.expand(p, -1, -1, -1), k], 2) for (pk, _), k in zip(prefix, ks)]
             vs = [torch.cat([pv.expand(p, -1, -1, -1), v], 2) for (_, pv), v in zip(prefix, vs)]
-            valid = torch.cat([torch.ones(p, c, dtype=torch.bool), valid], 1)
+            valid = torch.cat([torch.ones(p, c, dtype=torch.bool, device=dev), valid], 1)
             segments = []
         segments.append(Segment.build(ks, vs, valid, rows))
         shape = (p * copies, cfg.n_kv_heads, max_new, cfg.head_dim)
-        own_k = [torch.zeros(shape, dtype=self.dtype) for _ in m.layers]
-        own_v = [torch.zeros(shape, dtype=self.dtype) for _ in m.layers]
+        own_k = [torch.zeros(shape, dtype=self.dtype, device=dev) for _ in m.layers]
+        own_v = [torch.zeros(shape, dtype=self.dtype, device=dev) for _ in m.layers]
         return logits, LlamaState(segments, own_k, own_v, (lengths + c)[rows], 0)
 
     @torch.inference_mode()
@@ -195,19 +198,22 @@ class LlamaRunner:
         if active is not None and bool(active.all()):
             active = None
         if active is not None:
+            active = active.to(self.device)
             if state.own_valid is None:
-                state.own_valid = torch.ones(tokens.shape[0], state.k[0].shape[2], dtype=torch.bool)
+                state.own_valid = torch.ones(tokens.shape[0], state.k[0].shape[2], dtype=torch.bool,
+                                             device=self.device)
             state.own_valid[:, state.col] = active
         elif state.own_valid is not None:
             state.own_valid[:, state.col] = True
         self.tokens_encoded += tokens.shape[0] if active is None else int(active.sum())
-        x = self._step(self.model.embed(tokens[:, None]), state.pos[:, None], state)
+        x = self._step(self.model.embed(tokens.to(self.device)[:, None]), state.pos[:, None], state)
         state.col += 1
         state.pos += 1 if active is None else active.long()
         return self._logits(x[:, 0])
 
     def select(self, state: LlamaState, rows: torch.Tensor) -> LlamaState:
         """Keep ``rows`` in that order; a repeated row is forked (its own cache copied)."""
+        rows = rows.to(self.device)
         return LlamaState([s.select(rows) for s in state.segments], [k[rows] for k in state.k],
                           [v[rows] for v in state.v], state.pos[rows], state.col,
                           None if state.own_valid is None else state.own_valid[rows])
@@ -231,11 +237,11 @@ class LlamaRunner:
             b = s.pos.numel()
             shape = (b, self.cfg.n_kv_heads, col + room, self.cfg.head_dim)
             start = col - s.col
-            k = [torch.zeros(shape, dtype=self.dtype) for _ in s.k]
-            v = [torch.zeros(shape, dtype=self.dtype) for _ in s.v]
+            k = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in s.k]
+            v = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in s.v]
             for dst, src in zip(k + v, s.k + s.v):
                 dst[:, :, start: col] = src[:, :, : s.col]
-            ok = torch.zeros(b, col + room, dtype=torch.bool)
+            ok = torch.zeros(b, col + room, dtype=torch.bool, device=self.device)
             ok[:, start: col] = True if s.own_valid is None else s.own_valid[:, : s.col]
             ks.append(k)
             vs.append(v)
@@ -255,9 +261,10 @@ def concat_segments(parts: list[Segment | None], rows: list[int]) -> Segment:
     ks, vs, valid, groups, offset = [[] for _ in range(n_layers)], [[] for _ in range(n_layers)], [], [], 0
     for p, b in zip(parts, rows):
         if p is None:
-            pk = [torch.zeros(1, kh, width, e, dtype=ref.k[0].dtype)] * n_layers
-            p = Segment(pk, pk, torch.zeros(1, width, dtype=torch.bool), torch.zeros(b, dtype=torch.long),
-                        None, None, False, None)
+            dev = ref.k[0].device
+            pk = [torch.zeros(1, kh, width, e, dtype=ref.k[0].dtype, device=dev)] * n_layers
+            p = Segment(pk, pk, torch.zeros(1, width, dtype=torch.bool, device=dev),
+                        torch.zeros(b, dtype=torch.long, device=dev), None, None, False, None)
         pad = width - p.valid.shape[1]
         for i in range(n_layers):
             ks[i].append(F.pad(p.k[i], (0, 0, 0, pad)))

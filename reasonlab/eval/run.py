@@ -45,16 +45,10 @@ class EvalConfig:
 
 
 def make_task(cfg: EvalConfig):
-    """The task, pointed at local data when ``data_path`` is a jsonl file or a directory."""
-    from pathlib import Path
+    """``tasks.make_task`` with an eval config's task, data and options."""
+    from reasonlab.tasks import make_task as factory
 
-    from reasonlab.tasks import get_task
-
-    options = {"max_completion_chars": cfg.max_completion_chars}
-    if not cfg.data_path:
-        return get_task(cfg.task, **options)
-    path = Path(cfg.data_path)
-    return get_task(cfg.task, **({"data_dir": path} if path.is_dir() else {"path": path}), **options)
+    return factory(cfg.task, cfg.data_path, max_completion_chars=cfg.max_completion_chars)
 
 
 def generate_problems(task, n: int, seed: int, split: str, options: dict, key: str = "generate") -> list[dict]:
@@ -91,13 +85,13 @@ def score_completions(task, example: dict, texts: list[str]) -> dict:
 def greedy_accuracy(model, tokenizer, task, problems: list[dict], template: str, max_new_tokens: int,
                     dtype=None) -> float:
     """Share of ``problems`` solved by greedy decoding: a cheap held-out check during training."""
-    from reasonlab.engine.sampler import SamplingConfig, sample
-    from reasonlab.models.hf import make_runner
+    from reasonlab.backends.policy import LocalBackend
+    from reasonlab.engine.sampler import SamplingConfig
 
     was_training = model.training
     prompts = [tokenizer.prompt_ids(task.format_prompt(p, template)) for p in problems]
-    batch = sample(make_runner(model, dtype=dtype), prompts, SamplingConfig(max_new_tokens=max_new_tokens, temperature=0.0),
-                   eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id, stop_ids=getattr(tokenizer, "stop_ids", None))
+    batch = LocalBackend(model, tokenizer, dtype=dtype).sample(
+        prompts, SamplingConfig(max_new_tokens=max_new_tokens, temperature=0.0))
     model.train(was_training)
     solved = [task.verify(p, tokenizer.decode(c)).correct for p, c in zip(problems, batch.completion_ids)]
     return sum(solved) / max(1, len(solved))
@@ -172,10 +166,11 @@ def evaluate(cfg: EvalConfig, model=None, tokenizer=None, run_dir=None, progress
         return run_sweep(sweep_config_from_eval(cfg), progress=progress)
     from tqdm.auto import tqdm
 
-    from reasonlab.engine.sampler import SamplingConfig, sample
+    from reasonlab.engine.sampler import SamplingConfig
     from reasonlab.eval.metrics import summarize_samples
     from reasonlab.eval.plots import plot_accuracy_vs_k
-    from reasonlab.models.hf import compute_dtype, load_policy, make_runner
+    from reasonlab.backends.policy import LocalBackend
+    from reasonlab.models.hf import compute_dtype, load_policy
 
     task = make_task(cfg)
     problems = load_problems(cfg, task)                 # bad data stops here, before any write
@@ -190,22 +185,22 @@ def evaluate(cfg: EvalConfig, model=None, tokenizer=None, run_dir=None, progress
     elif results_path.exists():
         results_path.unlink()
     dtype = compute_dtype(cfg.dtype)
-    runner = make_runner(model, dtype=dtype)
+    backend = LocalBackend(model, tokenizer, dtype=dtype)
     t0, policy_tokens = time.perf_counter(), 0
     n_done = sum(p["id"] in done for p in problems)
     bar = tqdm(total=len(problems), initial=n_done, desc=f"eval {cfg.task}", disable=not progress,
                dynamic_ncols=True)
-    # Chunks are fixed on the full problem list and seeded by their position, so a resumed run
-    # draws exactly the samples an uninterrupted run would have drawn.
+    # Every problem's samples draw from the streams of its index in the full problem list
+    # (``engine.rng``), so a resumed run, or one with another ``prompts_per_batch``, draws exactly
+    # the samples an uninterrupted run would have drawn.
     for start in range(0, len(problems), cfg.prompts_per_batch):
         chunk = problems[start: start + cfg.prompts_per_batch]
         if all(p["id"] in done for p in chunk):
             continue
         prompts = [tokenizer.prompt_ids(task.format_prompt(p, cfg.template)) for p in chunk]
         scfg = SamplingConfig(n=cfg.n, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-                              top_p=cfg.top_p, top_k=cfg.top_k, seed=cfg.seed + start)
-        batch = sample(runner, prompts, scfg, eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id,
-                       stop_ids=getattr(tokenizer, "stop_ids", None))
+                              top_p=cfg.top_p, top_k=cfg.top_k, seed=cfg.seed)
+        batch = backend.sample(prompts, scfg, keys=list(range(start, start + len(chunk))))
         for i, example in enumerate(chunk):
             if example["id"] in done:
                 continue

@@ -90,16 +90,16 @@ def _check(cfg: SweepConfig) -> None:
 
 
 def _sample_all(cfg, policy, tokenizer, prompts):
-    from reasonlab.engine.parallel import ParallelSampler
+    from reasonlab.backends import make_backend
     from reasonlab.engine.sampler import SamplingConfig
     from reasonlab.models.hf import compute_dtype
 
     scfg = SamplingConfig(n=cfg.n_max, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, seed=cfg.seed)
     comps = []
-    with ParallelSampler(policy, cfg.workers or os.cpu_count() or 1, compute_dtype(cfg.dtype)) as pool:
+    with make_backend(policy, tokenizer, "parallel", dtype=compute_dtype(cfg.dtype), workers=cfg.workers) as pool:
         for start in range(0, len(prompts), 4 * cfg.chunk):
-            batch = pool.sample(prompts[start: start + 4 * cfg.chunk], scfg, eos_id=tokenizer.eos_id,
-                                pad_id=tokenizer.pad_id)
+            part = prompts[start: start + 4 * cfg.chunk]
+            batch = pool.sample(part, scfg, keys=list(range(start, start + len(part))))   # problem index: own streams
             comps += batch.completion_ids
     return [comps[i * cfg.n_max: (i + 1) * cfg.n_max] for i in range(len(prompts))]
 
@@ -221,7 +221,7 @@ def _write_rows(run, cfg, problems, samples, texts, searched) -> None:
 def run_sweep(cfg: SweepConfig, progress: bool = True) -> dict:
     """Run the sweep; returns the summary (also written to ``runs/<name>/summary.json``)."""
     from reasonlab.eval import budget
-    from reasonlab.eval.run import EvalConfig, make_task
+    from reasonlab.tasks import make_task
     from reasonlab.eval.sweep_jobs import make_pool
     from reasonlab.eval.run import generate_problems
     from reasonlab.io import atomic_write_json, atomic_write_text, run_metadata
@@ -231,7 +231,7 @@ def run_sweep(cfg: SweepConfig, progress: bool = True) -> dict:
     _check(cfg)
     log = print if progress else (lambda *a: None)
     t_start = time.perf_counter()
-    task = make_task(EvalConfig(task=cfg.task, data_path=cfg.data_path))
+    task = make_task(cfg.task, cfg.data_path)
     problems = generate_problems(task, cfg.limit, cfg.seed, cfg.split, cfg.generate)
     run = open_stage_run(cfg, fingerprint(cfg, ignore=("model", "verifiers", "data_path"),
                                           model_sha=model_digest(cfg.model),

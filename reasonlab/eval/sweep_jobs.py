@@ -86,7 +86,7 @@ def search_job(job: SearchJob):
     import torch
 
     from reasonlab.engine.tiny import LlamaRunner
-    from reasonlab.eval.run import EvalConfig, make_task
+    from reasonlab.tasks import make_task
     from reasonlab.models.hf import load_policy
     from reasonlab.search import Policy, SearchConfig, get_strategy
     from reasonlab.verifiers.scorers import ValueScorer
@@ -94,7 +94,7 @@ def search_job(job: SearchJob):
 
     t0 = time.perf_counter()
     model, tokenizer, _ = load_policy(job.model, device="cpu", impl="ours")
-    policy = Policy(LlamaRunner(model, dtype=compute_dtype(job.dtype)), tokenizer, make_task(EvalConfig(task=job.task)),
+    policy = Policy(LlamaRunner(model, dtype=compute_dtype(job.dtype)), tokenizer, make_task(job.task),
                     job.template)
     verifier = load_value_model(job.verifier_dir)[0] if job.verifier_dir else None
     strategy, cfg = get_strategy(job.method), SearchConfig(**job.search)

@@ -223,15 +223,15 @@ IMPLS = ("auto", "ours", "transformers")
 def load_policy(path_or_id: str | Path, device: str = "auto", dtype: str | torch.dtype | None = "auto",
                 chat_template: str = "auto", lora: LoraOptions | None = None,
                 trust_remote_code: bool = False, impl: str | None = "auto") -> tuple[Any, Any, str]:
-    """-> (model, tokenizer, kind) with kind ``"tiny"`` (our ``Llama`` code, fp32 on cpu: the
-    runner casts for sampling; ``device`` and ``dtype`` do not apply) or ``"hf"`` (a transformers
-    model on ``device`` in ``dtype``).
+    """-> (model, tokenizer, kind) with kind ``"tiny"`` (our ``Llama`` code: fp32 weights on
+    ``device``; the engine casts a sampling copy, so ``dtype`` does not apply) or ``"hf"`` (a
+    transformers model on ``device`` in ``dtype``).
 
     ``impl`` picks the code for a Hugging Face directory:
 
-    - ``"auto"`` (default): reasonlab checkpoints and a local Llama / Qwen2 / Qwen3 directory (``models.families``) -> ours, unless
-      ``device`` resolves to an accelerator (our engine runs on the CPU) or ``lora`` is set
-      (peft wraps transformers modules); any other architecture -> transformers;
+    - ``"auto"`` (default): reasonlab checkpoints and a local Llama / Qwen2 / Qwen3 directory
+      (``models.families``) -> ours, on any device, unless ``lora`` is set (peft wraps
+      transformers modules); any other architecture -> transformers;
     - ``None``: reasonlab checkpoints -> ours, anything else -> transformers (``export`` uses it:
       a format conversion that keeps the requested dtype and merges LoRA);
     - ``"ours"``: always ours (ConfigError for an architecture or field we do not implement);
@@ -250,12 +250,12 @@ def load_policy(path_or_id: str | Path, device: str = "auto", dtype: str | torch
             from reasonlab.models.checkpoint import load_checkpoint
 
             model, tokenizer, _ = load_checkpoint(path_or_id)
-            return model, tokenizer, "tiny"
+            return model.to(resolve_device(device)), tokenizer, "tiny"
         if route == "ours":
             from reasonlab.models.families import load_pretrained
 
             model, tokenizer = load_pretrained(path_or_id, chat_template, trust_remote_code)
-            return model, tokenizer, "tiny"
+            return model.to(resolve_device(device)), tokenizer, "tiny"
         model, tokenizer = load_hf(str(path_or_id), device=device, dtype=dtype, chat_template=chat_template,
                                    lora=lora, trust_remote_code=trust_remote_code)
     except LOAD_ERRORS as err:
@@ -292,7 +292,7 @@ def _route(path_or_id, impl: str | None, device: str, lora: LoraOptions | None) 
 
     if meta is None or not supported_family(meta) or (lora is not None and lora.r > 0):
         return "transformers"
-    return "ours" if resolve_device(device).type == "cpu" else "transformers"
+    return "ours"
 
 
 def model_kind(model) -> str:

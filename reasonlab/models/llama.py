@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 ROPE_TYPES = ("default", "llama3", "linear")
 
@@ -170,6 +171,7 @@ class Llama(nn.Module):
         self.layers = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.norm = nn.Parameter(torch.ones(cfg.d_model))
         self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        self.grad_checkpointing = False   # recompute each layer in backward (``checkpointing``)
         self.tie()
         self.reset_parameters()
 
@@ -195,20 +197,29 @@ class Llama(nn.Module):
         """cos/sin (*positions.shape, E) fp32 for this model's head width, theta and scaling."""
         return rope_tables(positions, self.cfg.head_dim, self.cfg.rope_theta, self.cfg.rope_scaling)
 
-    def hidden(self, ids: torch.Tensor) -> torch.Tensor:
+    def checkpointing(self, grad_checkpointing: bool | None = None) -> bool:
+        """Whether a forward recomputes each decoder layer's activations in backward instead of
+        keeping them (``torch.utils.checkpoint``, non-reentrant): ``grad_checkpointing`` (None:
+        the model's ``grad_checkpointing`` attribute), and only in training mode with gradients
+        enabled (evaluation and sampling never pay for it)."""
+        wanted = self.grad_checkpointing if grad_checkpointing is None else grad_checkpointing
+        return bool(wanted) and self.training and torch.is_grad_enabled()
+
+    def hidden(self, ids: torch.Tensor, grad_checkpointing: bool | None = None) -> torch.Tensor:
         """Causal forward over full sequences. ids: (B, T) -> final normed hidden (B, T, D)."""
         t = ids.shape[1]
         if t > self.cfg.max_seq_len:
             raise ValueError(f"sequence length {t} > max_seq_len {self.cfg.max_seq_len}")
         cos, sin = self.rope(torch.arange(t, device=ids.device))
         x = self.embed(ids)
+        recompute = self.checkpointing(grad_checkpointing)
         for layer in self.layers:
-            x = layer(x, cos, sin)
+            x = checkpoint(layer, x, cos, sin, use_reentrant=False) if recompute else layer(x, cos, sin)
         return rms_norm(x, self.norm, self.cfg.norm_eps)
 
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        """ids: (B, T) -> logits (B, T, V)."""
-        return self.lm_head(self.hidden(ids))
+    def forward(self, ids: torch.Tensor, grad_checkpointing: bool | None = None) -> torch.Tensor:
+        """ids: (B, T) -> logits (B, T, V). ``grad_checkpointing``: see ``checkpointing``."""
+        return self.lm_head(self.hidden(ids, grad_checkpointing))
 
     def loss(self, ids: torch.Tensor, targets: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
         """Mean next-token cross-entropy. ids, targets: (B, T)."""

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from reasonlab.engine.protocol import CausalLM
+from reasonlab.engine.rng import generator_uniforms
 from reasonlab.engine.sampler import left_pad, next_tokens
 
 
@@ -102,7 +103,8 @@ def make_candidate(policy: Policy, problem: dict, tokens: list[int], finished: b
 def prefill(policy: Policy, prompts: list[list[int]], copies: int, max_new: int):
     """Encode every prompt once; ``copies`` rows per prompt. -> (logits, state)."""
     ids, valid = left_pad(prompts, policy.tokenizer.pad_id)
-    return policy.runner.prefill(ids, valid, max_new, copies=copies)
+    logits, state = policy.runner.prefill(ids, valid, max_new, copies=copies)
+    return logits.cpu(), state
 
 
 def capacity(policy: Policy, prompts: list[list[int]], cfg: SearchConfig, factor: int = 2) -> int:
@@ -123,6 +125,11 @@ class StepOut:
     fed: list[int]                    # tokens of the step fed back to the policy, per row
 
 
+def draw(logits: torch.Tensor, temperature: float, gen: torch.Generator) -> torch.Tensor:
+    """One token per row (B,) from logits (B, V), with uniforms from the search's generator."""
+    return next_tokens(logits, temperature, 0, 1.0, generator_uniforms(gen, logits.shape[0], logits.device))[0]
+
+
 @torch.inference_mode()
 def generate_step(policy: Policy, state, logits: torch.Tensor, lengths: torch.Tensor, cfg: SearchConfig,
                   gen: torch.Generator, room: int, until_sep: bool = True) -> tuple[StepOut, torch.Tensor]:
@@ -137,7 +144,7 @@ def generate_step(policy: Policy, state, logits: torch.Tensor, lengths: torch.Te
     done = torch.zeros(b, dtype=torch.bool)
     fed = torch.zeros(b, dtype=torch.long)
     for t in range(cfg.max_step_tokens if until_sep else cfg.max_new_tokens):
-        tok, _ = next_tokens(logits, cfg.temperature, 0, 1.0, gen)
+        tok = draw(logits, cfg.temperature, gen)
         for r in active.nonzero()[:, 0].tolist():
             out[r].append(int(tok[r]))
         lengths += active.long()
@@ -149,7 +156,7 @@ def generate_step(policy: Policy, state, logits: torch.Tensor, lengths: torch.Te
         feed = active & ~ended
         fed += feed.long()
         if feed.any():
-            new = runner.decode(state, tok, feed)
+            new = runner.decode(state, tok, feed).cpu()
             logits = torch.where(feed[:, None], new, logits)
         active = feed & (tok != sep) if until_sep else feed
         if not active.any():
@@ -182,7 +189,7 @@ def sample_paths(policy: Policy, prompts: list[list[int]], n: int, cfg: SearchCo
         if step == 0 and first_tokens is not None:
             tok = first_tokens(logits)
         else:
-            tok, _ = next_tokens(logits, cfg.temperature, 0, 1.0, gen)
+            tok = draw(logits, cfg.temperature, gen)
         if marg is not None:
             top = torch.softmax(logits, -1).topk(2, -1).values
             marg[rows, step] = top[:, 0] - top[:, 1]
@@ -193,7 +200,7 @@ def sample_paths(policy: Policy, prompts: list[list[int]], n: int, cfg: SearchCo
         if alive.sum() < compact_below * rows.numel():
             keep = alive.nonzero()[:, 0]
             state, rows, tok, alive = runner.select(state, keep), rows[keep], tok[keep], alive[keep]
-        logits = runner.decode(state, tok, alive)
+        logits = runner.decode(state, tok, alive).cpu()
     lens = (out >= 0).sum(1).tolist()
     toks = [r[:k] for r, k in zip(out.tolist(), lens)]
     return Paths(toks, [m[:k] for m, k in zip(marg.tolist(), lens)] if marg is not None else None)

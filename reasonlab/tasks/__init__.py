@@ -32,5 +32,16 @@ def get_task(name: str, **kwargs) -> Task:
     return TASKS[name](**kwargs)
 
 
-__all__ = ["REASONS", "TASKS", "TEMPLATES", "Task", "Verdict", "get_task", "check_r1_format",
+def make_task(name: str, data_path: str = "", **options) -> Task:
+    """The task factory every stage uses: ``get_task`` pointed at local data when ``data_path``
+    is a jsonl file or a directory; ``options`` go to the task (e.g. ``max_completion_chars``)."""
+    from pathlib import Path
+
+    if not data_path:
+        return get_task(name, **options)
+    path = Path(data_path)
+    return get_task(name, **({"data_dir": path} if path.is_dir() else {"path": path}), **options)
+
+
+__all__ = ["REASONS", "TASKS", "TEMPLATES", "Task", "Verdict", "get_task", "make_task", "check_r1_format",
            "format_prompt", "ArithTask", "CountdownTask", "GSM8KTask", "MathTask"]

@@ -102,6 +102,20 @@ def shard_rows(x, rank_: int | None = None, world: int | None = None):
     return x[shard_slice(len(x), rank_, world)]
 
 
+def block_slice(n: int, rank_: int | None = None, world: int | None = None) -> slice:
+    """Like ``shard_slice`` for any ``n``: contiguous blocks whose sizes differ by at most one (the
+    first ``n % world`` ranks hold one more; a rank may hold none).
+
+    >>> [block_slice(5, r, 2) for r in range(2)]
+    [slice(0, 3, None), slice(3, 5, None)]
+    """
+    rank_ = rank() if rank_ is None else rank_
+    world = world_size() if world is None else world
+    per, extra = divmod(n, world)
+    lo = rank_ * per + min(rank_, extra)
+    return slice(lo, lo + per + (rank_ < extra))
+
+
 def comm_device() -> torch.device:
     """Where small tensors for collectives live: the current GPU under nccl, else the cpu."""
     if is_dist() and dist.get_backend() == "nccl":
@@ -130,10 +144,18 @@ def token_share(n_local: int | torch.Tensor) -> float:
 
 
 def all_reduce_grads(model: torch.nn.Module) -> None:
-    """Average the gradients of ``model`` over ranks, in place (one flat all-reduce)."""
+    """Average the gradients of ``model`` over ranks, in place (one flat all-reduce). A parameter
+    that has a gradient on some rank but not on this one (e.g. a rank whose shard of the batch is
+    empty) joins with zeros; one that has none anywhere keeps ``grad = None``."""
     if not is_dist():
         return
-    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    params = [p for p in model.parameters() if p.requires_grad]
+    have = torch.tensor([float(p.grad is not None) for p in params], device=comm_device())
+    dist.all_reduce(have, op=dist.ReduceOp.SUM)
+    for p, h in zip(params, have.tolist()):
+        if h > 0 and p.grad is None:
+            p.grad = torch.zeros_like(p)
+    grads = [p.grad for p in params if p.grad is not None]
     if not grads:
         return
     flat = torch.cat([g.reshape(-1) for g in grads])
@@ -159,6 +181,12 @@ def all_gather_objects(x) -> list:
     out = [None] * world_size()
     dist.all_gather_object(out, x)
     return out
+
+
+def agree(x):
+    """Rank 0's ``x`` (any picklable object) on every rank, e.g. a decision to stop that rests on
+    a rank's own clock; ``x`` itself on a single process."""
+    return all_gather_objects(x)[0] if is_dist() else x
 
 
 def broadcast_params(model: torch.nn.Module, src: int = 0) -> None:

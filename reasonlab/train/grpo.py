@@ -34,6 +34,11 @@ Deviations from the papers (all deliberate, all configurable where it matters):
   (``train.logprobs``). With the ``parallel`` backend the gradient of each worker's share of the
   groups is computed on that worker and summed here (``train.policy_update``); the result is
   the same gradient up to float rounding.
+- Data parallel under ``torchrun --nproc_per_node=N -m reasonlab.cli grpo ...`` (``train.rl_dist``):
+  each rank samples and scores its block of the step's prompts (whole groups, sampler keys = the
+  prompts' positions in the step, so the completions are those of one process), every rank holds
+  the gathered groups and makes the same decisions, trains on its block with gradients averaged,
+  and rank 0 writes the run directory; the weights equal one process's up to float rounding.
 """
 from __future__ import annotations
 
@@ -54,18 +59,38 @@ from reasonlab.io import (
     run_metadata,
     write_jsonl,
 )
-from reasonlab.runs import fingerprint, model_digest, open_stage_run
+from reasonlab.models.lora import lora_state, merged_policy, merged_refresh
+from reasonlab.runs import fingerprint, model_digest
 from reasonlab.train import policy_update, rl
 from reasonlab.train.curriculum import PromptSampler
 from reasonlab.train.policy_update import UpdateSpec, local_gradients
+from reasonlab.train.precision import (
+    process_group_backend,
+    check_training_options,
+    model_device,
+    prepare_policy,
+    workers_can_compute_gradients,
+)
+from reasonlab.train.distributed import agree, dist_setup, is_main, rank, world_size
 from reasonlab.train.rewards import check_weights, score_group
+from reasonlab.train.rl_dist import (
+    check_divisible,
+    generate_sharded,
+    local_batch,
+    main_only,
+    map_sharded,
+    open_run_on_main,
+    rank_workers,
+    world_facts,
+)
 from reasonlab.train.rl_monitor import (
     heldout_eval,
     plot_run,
     preflight,
     rollout_metrics,
 )
-from reasonlab.train.rollout import BACKENDS, batch_tensors, generate, worker_count
+from reasonlab.backends import BACKENDS
+from reasonlab.train.rollout import make_rollout_backend
 
 
 @dataclass
@@ -115,7 +140,12 @@ class GRPOConfig:
     grad_clip: float = 1.0
     micro_batch: int = 64            # rows per forward/backward (gradient accumulation)
     worker_gradients: bool = True    # parallel backend, beta = 0: each sampler worker computes its shard's gradient
-    autocast: str = "bfloat16"       # bfloat16 | none
+    autocast: str = "bfloat16"       # bfloat16 | none (on the policy's device; weights stay fp32)
+    device: str = "cpu"              # where the policy trains: cpu | cuda | cuda:N | mps | auto
+    grad_checkpointing: bool = False  # recompute each layer's activations in backward (less memory, slower)
+    lora_rank: int = 0               # > 0: train only LoRA adapters of this rank (0: full fine-tuning)
+    lora_alpha: float = 16.0         # LoRA update scale alpha / lora_rank
+    lora_targets: list[str] = field(default_factory=list)  # Linear names to adapt ([]: models.lora.DEFAULT_TARGETS)
     backend: str = "parallel"        # rollout.BACKENDS: parallel (tiny, one worker/core) | local
     workers: int = 0                 # 0: one per core
     sampler_dtype: str = "bfloat16"
@@ -140,20 +170,21 @@ def grpo(cfg: GRPOConfig, progress: bool = True) -> dict:
 
     s = setup(cfg)
     bar = tqdm(range(s.step, cfg.steps), initial=s.step, total=cfg.steps, desc=f"grpo {cfg.name}",
-               disable=not progress, dynamic_ncols=True)
+               disable=not progress or not is_main(), dynamic_ncols=True)
     try:
         if cfg.preflight and s.step == 0:
             collect(s, cfg, step=-1, check=True)
         for step in bar:
             row = train_step(s, cfg, step)
-            if cfg.eval_every and (step + 1) % cfg.eval_every == 0:
-                row.update(heldout_eval(s.sample_fn, s.tokenizer, s.task, s.eval_problems, cfg.template,
-                                        cfg.eval_n, cfg.max_new_tokens, cfg.eval.seed, [1, cfg.eval_n]))
-            append_jsonl(s.run / "metrics.jsonl", row)
+            if cfg.eval_every and (step + 1) % cfg.eval_every == 0:         # rank 0; the others wait
+                row.update(main_only(heldout_eval, s.sample_fn, s.tokenizer, s.task, s.eval_problems, cfg.template,
+                                     cfg.eval_n, cfg.max_new_tokens, cfg.eval.seed, [1, cfg.eval_n]) or {})
+            if is_main():
+                append_jsonl(s.run / "metrics.jsonl", row)
             bar.set_postfix(reward=f"{row.get('reward', 0):.3f}", acc=f"{row.get('accuracy', 0):.3f}",
                             len=f"{row.get('length_mean', 0):.0f}")
-            out_of_time = 0 < cfg.time_budget_s <= row["elapsed_s"]
-            if (step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.steps or out_of_time:
+            out_of_time = cfg.time_budget_s > 0 and agree(cfg.time_budget_s <= row["elapsed_s"])  # rank 0's clock
+            if is_main() and ((step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.steps or out_of_time):
                 save_state(s, cfg, step + 1)
             if out_of_time:
                 break
@@ -168,8 +199,8 @@ def train_step(s: State, cfg: GRPOConfig, step: int) -> dict:
     t0 = time.perf_counter()
     groups, adv, row = collect(s, cfg, step)                       # rollout, rewards, advantages
     t1 = time.perf_counter()
-    if groups:
-        batch = batch_tensors(groups, adv, s.tokenizer.pad_id, policy_update.PAD_TO)
+    if groups:                                                     # the same groups on every rank
+        batch = local_batch(groups, adv, s.tokenizer.pad_id, policy_update.PAD_TO)   # this rank's block
         row.update(update(s.policy, s.ref, s.opt, batch, cfg, s.gradients))   # mu clipped-ratio updates
         s.refresh(s.policy)                                        # new weights to the sampler
         s.sched.step()                                             # the schedule counts updates
@@ -191,16 +222,19 @@ def setup(cfg: GRPOConfig) -> State:
     from reasonlab.tasks import get_task
 
     check_config(cfg)
+    dist_setup(backend=process_group_backend(cfg.device))   # torchrun: join the group (else a no-op)
     s = State()
     s.task = get_task(cfg.task)
     pool = generate_problems(s.task, cfg.train_pool, cfg.seed, "train", cfg.train_generate, "train_generate")
     s.pool = pool
     s.eval_problems = generate_problems(s.task, cfg.eval_problems, cfg.eval.seed, "test", cfg.eval.generate,
                                           "eval.generate")
-    s.workers = worker_count(cfg.backend, cfg.workers)
-    s.run = open_stage_run(cfg, fingerprint(cfg, ignore=("model", "steps", "time_budget_s", "ckpt_every"),
-                                            model_sha=model_digest(cfg.model), workers=s.workers))
-    save_config(cfg, s.run / "config.yaml")
+    s.workers = rank_workers(cfg.backend, cfg.workers)
+    s.run = open_run_on_main(cfg, fingerprint(cfg, ignore=("model", "steps", "time_budget_s", "ckpt_every",
+                                                           "grad_checkpointing"),
+                                              model_sha=model_digest(cfg.model), workers=s.workers, **world_facts()))
+    if is_main():
+        save_config(cfg, s.run / "config.yaml")
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True)
     torch.manual_seed(cfg.seed)
@@ -213,24 +247,26 @@ def setup(cfg: GRPOConfig) -> State:
     ckpt = s.run / "checkpoint"
     if cfg.resume:
         state = _try_load(ckpt)
-        if state is not None:
+        if state is not None and cfg.lora_rank == 0:     # LoRA: the base never changes; adapters below
             s.policy = state["model"]
+    s.policy = prepare_policy(s.policy, cfg, state["trainer"].get("lora") if state is not None else None)
     s.policy.train()
-    s.ref = _frozen(cfg.model) if cfg.loss.beta > 0 else None
+    s.ref = _frozen(cfg.model).to(model_device(s.policy)) if cfg.loss.beta > 0 else None
     s.opt = make_optimizer(s.policy, cfg)
     s.sched = torch.optim.lr_scheduler.LambdaLR(s.opt, lambda i: min(1.0, (i + 1) / max(1, cfg.warmup_steps)))
     if state is not None:
         restore(s, state["trainer"])
-    else:
+    elif is_main():
         log = s.run / "metrics.jsonl"
         if log.exists():
             log.unlink()
     from reasonlab.models.hf import compute_dtype
 
     dtype = compute_dtype(cfg.sampler_dtype)
-    backend = BACKENDS[cfg.backend](s.policy, s.tokenizer, dtype, s.workers)
-    s.sample_fn, s.refresh, s.close = backend.sample, backend.refresh, backend.close
-    s.gradients = backend.gradients if cfg.worker_gradients and cfg.loss.beta <= 0 else local_gradients
+    backend = make_rollout_backend(cfg.backend, merged_policy(s.policy), s.tokenizer, dtype, s.workers)   # samplers: plain weights
+    s.sample_fn, s.refresh, s.close = backend.sample, merged_refresh(backend.refresh), backend.close
+    on_workers = cfg.worker_gradients and cfg.loss.beta <= 0 and workers_can_compute_gradients(s.policy)
+    s.gradients = backend.gradients if on_workers else local_gradients
     s.t0 = time.perf_counter()
     return s
 
@@ -258,12 +294,14 @@ def check_config(cfg: GRPOConfig) -> None:
             raise ConfigError(f"{key}: unknown value {name!r}; choose from: {', '.join(sorted(registry))}")
     if cfg.group_size < 2:
         raise ConfigError(f"group_size: {cfg.group_size} gives no group baseline; use >= 2")
+    check_divisible(cfg.prompts_per_step, "prompts_per_step")      # torchrun: whole groups per rank
     check_min(cfg, {"steps": 1, "prompts_per_step": 1, "max_new_tokens": 1, "micro_batch": 1, "loss.mu": 1,
                     "ckpt_every": 1, "eval_problems": 1, "eval_n": 1, "eval_every": 0, "workers": 0,
                     "segment_tokens": 0, "warmup_steps": 0, "temperature": 1e-9, "train_pool": cfg.prompts_per_step,
                     "prompts.max_refills": 0})
     check_choice("sampler_dtype", cfg.sampler_dtype, DTYPES)
     check_choice("autocast", cfg.autocast, ("bfloat16", "none"))
+    check_training_options(cfg)
     check_choice("prompts.mode", cfg.prompts.mode, ("uniform", "curriculum"))
     check_task(cfg.task, template=cfg.template)
     check_eval_config(cfg.eval, model_required=False, prefix="eval.")
@@ -286,20 +324,10 @@ def load_policy(path: str):
 
 
 def save_policy(directory, model, tokenizer, trainer_state: dict | None = None) -> None:
-    """An atomic checkpoint directory: ``save_checkpoint`` for the tiny model; for a Hugging Face
-    model ``save_pretrained`` + tokenizer + ``trainer_state.pt``, swapped in by a rename."""
-    from reasonlab.io import atomic_directory
-    from reasonlab.models.checkpoint import save_checkpoint
-    from reasonlab.models.llama import Llama
+    """``backends.policy.save_model`` (an atomic model directory) with LoRA adapters merged."""
+    from reasonlab.backends.policy import save_model
 
-    if isinstance(model, Llama):
-        save_checkpoint(directory, model, tokenizer, trainer_state=trainer_state)
-        return
-    with atomic_directory(directory) as tmp:
-        model.save_pretrained(str(tmp))
-        tokenizer.save(tmp)
-        if trainer_state is not None:
-            torch.save(trainer_state, tmp / "trainer_state.pt")
+    save_model(directory, merged_policy(model), tokenizer, trainer_state=trainer_state)
 
 
 def _frozen(path: str):
@@ -329,20 +357,18 @@ def collect(s: State, cfg: GRPOConfig, step: int, check: bool = False):
         want = cfg.prompts_per_step - len(kept) - (len(buffer) if draw == 0 else 0)
         busy = {g.index for g in buffer + s.buffer + scored}
         new = [(i, prompt_tokens(s, cfg, i)) for i in s.sampler.draw(max(0, want), step, draw, busy)]
-        done, pending, n_tok = generate(s.sample_fn, buffer, new, cfg.group_size,
-                                        SamplingConfig(**{**scfg.__dict__, "seed": scfg.seed + draw}), cfg.max_new_tokens)
+        done, pending, n_tok = generate_sharded(s.sample_fn, buffer, new, cfg.group_size,   # each rank its block
+                                                SamplingConfig(**{**scfg.__dict__, "seed": scfg.seed + draw}),
+                                                cfg.max_new_tokens)
         generated, buffer = generated + n_tok, []
         s.buffer += pending
-        for grp in done:
-            texts = [s.tokenizer.decode(r.ids) for r in grp.rows]
-            total, parts, verdicts = score_group(s.task, s.pool[grp.index], texts, [len(r.ids) for r in grp.rows],
-                                                 cfg.rewards)
+        for grp, (texts, total, parts, grp_parsed) in zip(done, map_sharded(lambda g: score(s, cfg, g), done)):
             if not check:
                 s.sampler.update(grp.index, float(np.mean(parts["accuracy"])))
             scored.append(grp)
             totals.append(total)
             texts_all += texts
-            parsed += [v.parsed for v in verdicts]
+            parsed += grp_parsed
             for k, v in parts.items():
                 parts_all.setdefault(k, []).extend(v)
             if not (cfg.prompts.dynamic and len(set(total)) <= 1):
@@ -365,7 +391,14 @@ def collect(s: State, cfg: GRPOConfig, step: int, check: bool = False):
     return [g for g, _ in kept], adv, row
 
 
-def update(policy, ref, opt, batch: dict, cfg: GRPOConfig, gradients=local_gradients) -> dict:
+def score(s: State, cfg: GRPOConfig, grp) -> tuple[list[str], list[float], dict, list]:
+    """A finished group's texts, total rewards, reward parts and parsed answers."""
+    texts = [s.tokenizer.decode(r.ids) for r in grp.rows]
+    total, parts, verdicts = score_group(s.task, s.pool[grp.index], texts, [len(r.ids) for r in grp.rows], cfg.rewards)
+    return texts, total, parts, [v.parsed for v in verdicts]
+
+
+def update(policy, ref, opt, batch: dict | None, cfg: GRPOConfig, gradients=local_gradients) -> dict:
     """``cfg.loss.mu`` clipped-ratio optimiser steps on one batch (``policy_update.update``)."""
     lc = cfg.loss
     spec = UpdateSpec(lc.policy_loss, lc.clip_low, lc.clip_high, lc.beta, cfg.micro_batch, cfg.autocast)
@@ -381,7 +414,8 @@ def _rng_state() -> dict:
 def save_state(s: State, cfg: GRPOConfig, step: int) -> None:
     trainer = {"step": step, "elapsed_s": s.elapsed + time.perf_counter() - s.t0, "optimizer": s.opt.state_dict(),
                "scheduler": s.sched.state_dict(), "rng": _rng_state(), "prompt_stats": s.sampler.state_dict(),
-               "buffer": s.buffer, "samples": s.samples, "config": config_to_dict(cfg)}
+               "buffer": s.buffer, "samples": s.samples, "config": config_to_dict(cfg),
+               "lora": lora_state(s.policy)}                 # adapters (None: full fine-tuning)
     save_policy(s.run / "checkpoint", s.policy, s.tokenizer, trainer_state=trainer)
 
 
@@ -407,7 +441,7 @@ def restore(s: State, trainer: dict) -> None:
     s.sampler.load_state_dict(trainer["prompt_stats"])
     s.buffer, s.step, s.elapsed, s.samples = trainer["buffer"], trainer["step"], trainer["elapsed_s"], trainer["samples"]
     log = s.run / "metrics.jsonl"
-    if log.exists():
+    if is_main() and log.exists():
         write_jsonl(log, [r for r in read_jsonl(log) if r.get("step", 0) <= s.step])
 
 
@@ -417,15 +451,18 @@ def finish(s: State, cfg: GRPOConfig, progress: bool) -> dict:
     from reasonlab.eval.run import evaluate
 
     train_s = s.elapsed + time.perf_counter() - s.t0
+    if not is_main():                           # torchrun: rank 0 writes the artifacts
+        return {"stage": "grpo", "samples": s.samples, "rank": rank()}
     save_policy(s.run / "model", s.policy, s.tokenizer)
     log = read_jsonl(s.run / "metrics.jsonl") if (s.run / "metrics.jsonl").exists() else []
     plot_run(log, s.run)
     summary = {"stage": "grpo", "steps": log[-1]["step"] if log else 0, "samples": s.samples, "workers": s.workers,
-               "train_seconds": round(train_s, 1),
+               "world_size": world_size(), "train_seconds": round(train_s, 1),
                "run_dir": str(s.run), "last": log[-1] if log else {}, **run_metadata(cfg.seed)}
     if cfg.final_eval:
         cfg.eval.template = cfg.template
-        summary["eval"] = evaluate(cfg.eval, model=s.policy, tokenizer=s.tokenizer, run_dir=s.run, progress=progress)
+        summary["eval"] = evaluate(cfg.eval, model=merged_policy(s.policy), tokenizer=s.tokenizer, run_dir=s.run,
+                                   progress=progress)
     atomic_write_json(s.run / "summary.json", summary)
     return summary
 

@@ -14,6 +14,12 @@ Where the gradient is computed is a choice (``GradientFn``):
   tensors travel. Small models run their many small kernels one core per process far better
   than with torch's intra-op threads (docs/LOG.md: 1.25x from a second thread, ~2x from a
   second process).
+
+Data parallel under ``torchrun`` (``train.distributed``): each process holds a shard of whole
+groups; ``update`` weights its rows as rows of the global batch (``global_weights``) and, after
+whichever ``GradientFn`` filled ``.grad``, averages the gradients over the processes
+(``all_reduce_grads``) before clipping and stepping, so every process applies the global
+batch's update. A process with an empty shard (``batch=None``) joins with zeros.
 """
 from __future__ import annotations
 
@@ -23,7 +29,16 @@ from dataclasses import dataclass
 import torch
 
 from reasonlab.train import rl
+from reasonlab.train.distributed import (
+    all_gather_objects,
+    all_reduce_grads,
+    all_reduce_sum,
+    is_dist,
+    rank,
+    world_size,
+)
 from reasonlab.train.logprobs import completion_logprobs
+from reasonlab.train.precision import autocast_for, batch_to, model_device
 
 STAT_KEYS = ("loss", "kl", "clip_frac", "entropy")
 PAD_TO = 16                      # micro-batch widths are multiples of this (see micro_batches)
@@ -65,17 +80,21 @@ def accumulate(policy, ref, batch: dict, weights: torch.Tensor, old: torch.Tenso
                first: bool, n_tok: float) -> dict:
     """Backward of ``sum(weights * per_token_loss)`` over micro-batches of ``batch`` into the
     parameters' ``.grad``. ``first``: the first epoch, where ``old`` (B, T) takes the policy's
-    own log-probs for tokens that are not stale (in place). -> sums of the statistics."""
+    own log-probs for tokens that are not stale (in place). Each micro-batch moves to the
+    policy's device, where its loss is computed (autocast there). -> sums of the statistics."""
     mask, stale, adv = batch["mask"], batch["stale"], batch["adv"]
     loss_fn = rl.POLICY_LOSSES[spec.policy_loss]
     stats = dict.fromkeys(STAT_KEYS, 0.0)
+    dev = model_device(policy)
     for sl, mb, t in micro_batches(batch, spec.micro_batch):
-        m, w = mask[sl, :t], weights[sl, :t]
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=spec.autocast == "bfloat16"):
+        mb = batch_to(mb, dev)
+        m, w, old_mb = mask[sl, :t].to(dev), weights[sl, :t].to(dev), old[sl, :t].to(dev)
+        with autocast_for(policy, spec.autocast):
             logp, ent = completion_logprobs(policy, **mb, with_entropy=True)
             if first:
-                old[sl, :t] = torch.where(stale[sl, :t], old[sl, :t], logp.detach())
-            per_tok, clipped = loss_fn(logp, old[sl, :t], adv[sl], spec.clip_low, spec.clip_high)
+                old_mb = torch.where(stale[sl, :t].to(dev), old_mb, logp.detach())
+                old[sl, :t] = old_mb.to(old.device)
+            per_tok, clipped = loss_fn(logp, old_mb, adv[sl].to(dev), spec.clip_low, spec.clip_high)
             if spec.beta > 0:
                 with torch.no_grad():
                     ref_logp = completion_logprobs(ref, **mb)
@@ -98,18 +117,23 @@ GradientFn = Callable[..., dict]
 local_gradients: GradientFn = accumulate           # the gradient in this process
 
 
-def update(policy, ref, opt, batch: dict, spec: UpdateSpec, mu: int = 1, aggregation: str = "token",
+def update(policy, ref, opt, batch: dict | None, spec: UpdateSpec, mu: int = 1, aggregation: str = "token",
            grad_clip: float = 1.0, gradients: GradientFn = local_gradients) -> dict:
     """``mu`` optimiser steps on one batch; pi_old is fixed before the first (``train.grpo``'s
-    docstring). -> metrics: loss, clip_frac, entropy, grad_norm (and kl when ``beta > 0``)."""
+    docstring). -> metrics: loss, clip_frac, entropy, grad_norm (and kl when ``beta > 0``), of
+    the global batch under ``torchrun`` (``batch``: this process's shard, None when empty)."""
+    if batch is None:                          # data parallel: this rank's shard is empty
+        batch = {"mask": torch.zeros(0, 0, dtype=torch.bool), "behavior": torch.zeros(0, 0)}
     mask = batch["mask"]
-    weights = rl.AGGREGATIONS[aggregation](mask, int(mask.sum(1).max()))    # (B, Tc), whole batch
+    weights, n_tok, share = global_weights(mask, aggregation)              # (B, Tc), whole batch
     old = batch["behavior"].clone()
-    n_tok = float(mask.sum())
     stats = dict.fromkeys(STAT_KEYS, 0.0)
     for epoch in range(mu):
         opt.zero_grad(set_to_none=True)
-        part = gradients(policy, ref, batch, weights, old, spec, epoch == 0, n_tok)
+        part = (gradients(policy, ref, batch, weights, old, spec, epoch == 0, n_tok) if mask.shape[0]
+                else dict.fromkeys(STAT_KEYS, 0.0))
+        part = reduce_stats(part, share)
+        all_reduce_grads(policy)               # every rank now holds the global batch's gradient
         for k in ("loss", "kl", "clip_frac"):
             stats[k] += part[k] / mu
         if epoch == 0:
@@ -120,6 +144,42 @@ def update(policy, ref, opt, batch: dict, spec: UpdateSpec, mu: int = 1, aggrega
     if spec.beta <= 0:
         stats.pop("kl")
     return stats
+
+
+def global_weights(mask: torch.Tensor, aggregation: str) -> tuple[torch.Tensor, float, float]:
+    """-> (weights of this process's rows, loss tokens of the global batch, ``share``).
+
+    On a single process: ``rl.AGGREGATIONS`` over ``mask``, its token count and 1. Under
+    ``torchrun`` every rank holds a shard of whole groups: the weights are those of the rows in
+    the *global* batch (every aggregation depends only on the completion lengths, which are
+    gathered; ``mask`` rows are prefixes, as ``batch_tensors`` lays them out) times ``share`` =
+    the world size, so that ``all_reduce_grads`` (a mean over ranks) gives the global batch's
+    gradient. For ``token`` aggregation that is the local weight times ``token_share``."""
+    if not is_dist():
+        return rl.AGGREGATIONS[aggregation](mask, int(mask.sum(1).max())), float(mask.sum()), 1.0
+    lengths = mask.sum(1)
+    if not torch.equal(mask, torch.arange(mask.shape[1])[None, :] < lengths[:, None]):
+        raise ValueError("global_weights needs right-padded completion masks (rows of True, then False)")
+    everyone = all_gather_objects(lengths.tolist())
+    flat = torch.tensor([n for part in everyone for n in part], dtype=torch.long)
+    width = max(mask.shape[1], int(flat.max()))
+    full = torch.arange(width)[None, :] < flat[:, None]
+    lo = sum(len(part) for part in everyone[: rank()])
+    share = float(world_size())
+    weights = rl.AGGREGATIONS[aggregation](full, int(flat.max()))[lo: lo + mask.shape[0], : mask.shape[1]] * share
+    return weights, float(flat.sum()), share
+
+
+def reduce_stats(part: dict, share: float) -> dict:
+    """Statistics of the global batch from each rank's ``part``: sums over ranks (the token
+    normaliser ``n_tok`` is already global); the loss was computed with weights times ``share``."""
+    if not is_dist():
+        return part
+    keys = list(part)
+    total = all_reduce_sum(torch.tensor([float(part[k]) for k in keys], dtype=torch.float64))
+    out = dict(zip(keys, total.tolist()))
+    out["loss"] /= share
+    return out
 
 
 # ---- gradients on the sampler's worker processes --------------------------------------------

@@ -40,6 +40,7 @@ from reasonlab.train.distributed import (
     shard_rows,
     token_share,
 )
+from reasonlab.train.precision import autocast_for, model_device, set_grad_checkpointing
 
 
 def _default_mixture() -> dict:
@@ -66,6 +67,7 @@ class PretrainConfig:
     weight_decay: float = 0.1
     grad_clip: float = 1.0
     autocast: str = "bfloat16"       # "bfloat16" or "none"
+    grad_checkpointing: bool = False  # recompute each layer's activations in backward (less memory, slower)
     ckpt_every: int = 200
     log_every: int = 10
     eval_every: int = 0              # > 0: greedy accuracy on 64 held-out problems every K steps
@@ -94,11 +96,12 @@ def train_step(model: Llama, opt: torch.optim.Optimizer, x: torch.Tensor, y: tor
                lr: float, grad_clip: float, autocast: str) -> float:
     """One optimisation step on a batch; returns the loss. Under torchrun ``x``/``y`` are this
     rank's rows: the gradients are averaged over ranks and the returned loss is the mean over all
-    loss tokens of the global batch."""
+    loss tokens of the global batch. ``x``/``y`` move to the model's device; ``autocast`` runs there."""
     for group in opt.param_groups:
         group["lr"] = lr
+    x, y = x.to(model_device(model)), y.to(model_device(model))
     n_tokens = int((y != -100).sum())
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast == "bfloat16"):
+    with autocast_for(model, autocast):
         # A shard without loss tokens still takes part in the gradient all-reduce, with zeros.
         loss = model.loss(x, y) if n_tokens else model(x).float().sum() * 0.0
     share = token_share(n_tokens)
@@ -156,7 +159,8 @@ def open_pretrain_run(cfg: PretrainConfig, world: int, main: bool):
     error = None
     if main:
         try:
-            open_stage_run(cfg, fingerprint(cfg, ignore=("log_every", "ckpt_every", "max_steps", "time_budget_s"),
+            open_stage_run(cfg, fingerprint(cfg, ignore=("log_every", "ckpt_every", "max_steps", "time_budget_s",
+                                                          "grad_checkpointing"),
                                               world_size=world))
         except ConfigError as err:
             error = str(err)
@@ -191,6 +195,7 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> dict:
         start, elapsed_before = state["step"], state["elapsed_s"]
     elif main and not cfg.resume and (run / "train_log.jsonl").exists():
         (run / "train_log.jsonl").unlink()
+    set_grad_checkpointing(model, cfg.grad_checkpointing)
     model.train()
     if cfg.eval_every > 0:
         eval_task = get_task(cfg.eval.task)

@@ -7,6 +7,12 @@ texts per problem), and fine-tune on them (next-token loss on the completion onl
 Kimi k1.5 measures. The sample budget (``rounds * prompts_per_round * samples_per_prompt``) is
 the number to match against GRPO's ``steps * prompts_per_step * group_size``.
 
+Data parallel under ``torchrun --nproc_per_node=N -m reasonlab.cli rft ...``: each rank samples and
+verifies its block of the round's problems (sampler keys = the problems' positions, so the
+completions are one process's), the kept pairs are gathered in order, and every SFT batch is
+split over the ranks with gradients averaged by completion tokens (``train.distributed``); rank
+0 writes the run directory and runs the held-out evaluations.
+
 Deviations: like ReST, rounds continue from the current model (STaR restarts from the base model
 each round); there is no reward threshold schedule (the reward is binary).
 """
@@ -28,10 +34,26 @@ from reasonlab.io import (
     read_jsonl,
     run_metadata,
 )
+from reasonlab.models.lora import merged_policy, merged_refresh, trainable_parameters
 from reasonlab.train import rl
+from reasonlab.train.distributed import (
+    all_gather_objects,
+    all_reduce_grads,
+    all_reduce_mean,
+    block_slice,
+    dist_setup,
+    is_dist,
+    is_main,
+    rank,
+    token_share,
+    world_size,
+)
+from reasonlab.train.rl_dist import check_divisible, main_only, open_run_on_main, rank_workers, world_facts
+from reasonlab.train.precision import check_training_options, model_device, prepare_policy, process_group_backend
 from reasonlab.train.rl_monitor import heldout_eval, plot_run
-from reasonlab.runs import fingerprint, model_digest, open_stage_run
-from reasonlab.train.rollout import BACKENDS, worker_count
+from reasonlab.runs import fingerprint, model_digest
+from reasonlab.backends import BACKENDS
+from reasonlab.train.rollout import make_rollout_backend
 
 
 @dataclass
@@ -54,6 +76,11 @@ class RFTConfig:
     batch_size: int = 32
     lr: float = 3e-4
     grad_clip: float = 1.0
+    device: str = "cpu"               # where the policy trains: cpu | cuda | cuda:N | mps | auto
+    grad_checkpointing: bool = False  # recompute each layer's activations in backward (less memory, slower)
+    lora_rank: int = 0                # > 0: train only LoRA adapters of this rank (0: full fine-tuning)
+    lora_alpha: float = 16.0          # LoRA update scale alpha / lora_rank
+    lora_targets: list[str] = field(default_factory=list)  # Linear names to adapt ([]: models.lora.DEFAULT_TARGETS)
     backend: str = "parallel"
     workers: int = 0
     sampler_dtype: str = "bfloat16"
@@ -75,7 +102,9 @@ def check_config(cfg: RFTConfig) -> None:
                     "epochs": 1, "batch_size": 1, "lr": 1e-12, "workers": 0, "eval_every": 0, "eval_problems": 1,
                     "eval_n": 1, "temperature": 1e-9, "train_pool": cfg.prompts_per_round})
     check_choice("backend", cfg.backend, sorted(BACKENDS))
+    check_divisible(cfg.prompts_per_round, "prompts_per_round")      # torchrun: equal blocks per rank
     check_choice("sampler_dtype", cfg.sampler_dtype, DTYPES)
+    check_training_options(cfg)
     check_task(cfg.task, template=cfg.template)
     check_eval_config(cfg.eval, model_required=False, prefix="eval.")
     check_model_ref(cfg.model)
@@ -83,42 +112,47 @@ def check_config(cfg: RFTConfig) -> None:
 
 def rft(cfg: RFTConfig, progress: bool = True) -> dict:
     """Run the stage; returns the summary (also ``summary.json``)."""
-    from reasonlab.models.checkpoint import save_checkpoint
     from reasonlab.tasks import get_task
-    from reasonlab.train.grpo import load_policy
+    from reasonlab.train.grpo import load_policy, save_policy
 
     check_config(cfg)
+    dist_setup(backend=process_group_backend(cfg.device))   # torchrun: join the group (else a no-op)
     task = get_task(cfg.task)
     pool = generate_problems(task, cfg.train_pool, cfg.seed, "train", cfg.train_generate, "train_generate")
     eval_problems = generate_problems(task, cfg.eval_problems, cfg.eval.seed, "test", cfg.eval.generate,
                                       "eval.generate")
-    workers = worker_count(cfg.backend, cfg.workers)
-    run = open_stage_run(cfg, fingerprint(cfg, ignore=("model",), model_sha=model_digest(cfg.model), workers=workers))
-    save_config(cfg, run / "config.yaml")
+    workers = rank_workers(cfg.backend, cfg.workers)
+    run = open_run_on_main(cfg, fingerprint(cfg, ignore=("model",), model_sha=model_digest(cfg.model), workers=workers,
+                                            **world_facts()))
+    if is_main():
+        save_config(cfg, run / "config.yaml")
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     policy, tokenizer = load_policy(cfg.model)
-    opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.0)
+    policy = prepare_policy(policy, cfg)                 # LoRA adapters, checkpointing, device
+    opt = torch.optim.AdamW(trainable_parameters(policy), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.0)
     from reasonlab.models.hf import compute_dtype
 
     dtype = compute_dtype(cfg.sampler_dtype)
-    backend = BACKENDS[cfg.backend](policy, tokenizer, dtype, workers)
-    sample_fn, refresh, close = backend.sample, backend.refresh, backend.close
+    backend = make_rollout_backend(cfg.backend, merged_policy(policy), tokenizer, dtype, workers)   # samplers: plain weights
+    sample_fn, refresh, close = backend.sample, merged_refresh(backend.refresh), backend.close
     t0, samples = time.perf_counter(), 0
     try:
         for r in range(cfg.rounds):
             t1 = time.perf_counter()
             rng = np.random.default_rng([cfg.seed, r])
             picked = [pool[int(i)] for i in rng.choice(len(pool), cfg.prompts_per_round, replace=False)]
-            kept, acc = keep_correct(sample_fn, tokenizer, task, picked, cfg, seed=cfg.seed * 7919 + r)
+            kept, acc = collect_correct(sample_fn, tokenizer, task, picked, cfg, seed=cfg.seed * 7919 + r)
             samples += len(picked) * cfg.samples_per_prompt
             loss = sft(policy, opt, kept, cfg, seed=cfg.seed * 31 + r)
             refresh(policy)
             row = {"step": r + 1, "samples": samples, "accuracy": acc, "kept": len(kept), "sft_loss": loss,
                    "round_s": time.perf_counter() - t1, "elapsed_s": time.perf_counter() - t0}
-            if cfg.eval_every and (r + 1) % cfg.eval_every == 0:
-                row.update(heldout_eval(sample_fn, tokenizer, task, eval_problems, cfg.template, cfg.eval_n,
-                                        cfg.max_new_tokens, cfg.eval.seed, [1, cfg.eval_n]))
+            if cfg.eval_every and (r + 1) % cfg.eval_every == 0:             # rank 0; the others wait
+                row.update(main_only(heldout_eval, sample_fn, tokenizer, task, eval_problems, cfg.template, cfg.eval_n,
+                                     cfg.max_new_tokens, cfg.eval.seed, [1, cfg.eval_n]) or {})
+            if not is_main():
+                continue
             append_jsonl(run / "metrics.jsonl", row)
             if progress:
                 print(f"rft round {r + 1}/{cfg.rounds}: sample acc {acc:.3f}, kept {len(kept)}, loss {loss:.3f}"
@@ -126,26 +160,45 @@ def rft(cfg: RFTConfig, progress: bool = True) -> dict:
     finally:
         close()
     train_s = time.perf_counter() - t0
-    save_checkpoint(run / "model", policy, tokenizer)
+    if not is_main():                                      # torchrun: rank 0 writes the artifacts
+        return {"stage": "rft", "steps": cfg.rounds, "samples": samples, "rank": rank()}
+    save_policy(run / "model", policy, tokenizer)          # LoRA: adapters merged
     plot_run(read_jsonl(run / "metrics.jsonl"), run)
-    summary = {"stage": "rft", "steps": cfg.rounds, "samples": samples, "workers": workers, "train_seconds": round(train_s, 1),
+    summary = {"stage": "rft", "steps": cfg.rounds, "samples": samples, "workers": workers, "world_size": world_size(),
+               "train_seconds": round(train_s, 1),
                "run_dir": str(run), **run_metadata(cfg.seed)}
     if cfg.final_eval:
         from reasonlab.eval.run import evaluate
         cfg.eval.template = cfg.template
-        summary["eval"] = evaluate(cfg.eval, model=policy, tokenizer=tokenizer, run_dir=run, progress=progress)
+        summary["eval"] = evaluate(cfg.eval, model=merged_policy(policy), tokenizer=tokenizer, run_dir=run,
+                                   progress=progress)
     atomic_write_json(run / "summary.json", summary)
     return summary
 
 
-def keep_correct(sample_fn, tokenizer, task, problems: list[dict], cfg: RFTConfig, seed: int
-                 ) -> tuple[list[tuple[list[int], list[int]]], float]:
+def collect_correct(sample_fn, tokenizer, task, problems: list[dict], cfg: RFTConfig, seed: int
+                    ) -> tuple[list[tuple[list[int], list[int]]], float]:
+    """``keep_correct`` over the ranks: each samples its block of ``problems`` (sampler keys: their
+    positions in ``problems``); every rank gets all kept pairs in order and the global accuracy."""
+    sl = block_slice(len(problems))
+    kept, acc = keep_correct(sample_fn, tokenizer, task, problems[sl], cfg, seed, key0=sl.start)
+    if not is_dist():
+        return kept, acc
+    n = (sl.stop - sl.start) * cfg.samples_per_prompt
+    parts = all_gather_objects((kept, round(acc * n), n))
+    return [x for part in parts for x in part[0]], sum(p[1] for p in parts) / max(1, sum(p[2] for p in parts))
+
+
+def keep_correct(sample_fn, tokenizer, task, problems: list[dict], cfg: RFTConfig, seed: int,
+                 key0: int | None = None) -> tuple[list[tuple[list[int], list[int]]], float]:
     """Sample, verify, keep correct completions that ended with EOS (distinct ones per problem
-    with ``cfg.dedup``) -> ([(prompt_ids, completion_ids)], accuracy)."""
+    with ``cfg.dedup``) -> ([(prompt_ids, completion_ids)], accuracy). ``key0``: the sampler keys
+    of the problems count up from it (None: ``sample_fn`` is called without keys)."""
     n = cfg.samples_per_prompt
     prompts = [tokenizer.prompt_ids(task.format_prompt(p, cfg.template)) for p in problems]
+    keys = {} if key0 is None else {"keys": list(range(key0, key0 + len(prompts)))}
     batch = sample_fn(prompts, SamplingConfig(n=n, max_new_tokens=cfg.max_new_tokens,
-                                              temperature=cfg.temperature, seed=seed))
+                                              temperature=cfg.temperature, seed=seed), **keys)
     kept, correct = [], 0
     for i, example in enumerate(problems):
         seen = set()
@@ -169,16 +222,29 @@ def sft(model, opt, pairs: list[tuple[list[int], list[int]]], cfg: RFTConfig, se
     for _ in range(cfg.epochs):
         rng.shuffle(order)
         for lo in range(0, len(order), cfg.batch_size):
-            chunk = [pairs[i] for i in order[lo: lo + cfg.batch_size]]
-            ids, mask = _pack(chunk)
-            logp = rl.token_logprobs(model, ids)
-            loss = -(logp * mask).sum() / mask.sum()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
-            losses.append(float(loss.detach()))
+            losses.append(sft_step(model, opt, [pairs[i] for i in order[lo: lo + cfg.batch_size]], cfg.grad_clip))
     return float(np.mean(losses))
+
+
+def sft_step(model, opt, chunk: list[tuple[list[int], list[int]]], grad_clip: float) -> float:
+    """One optimiser step on the mean next-token loss of ``chunk``'s completion tokens. Under
+    torchrun each rank takes its block of the chunk (possibly none), its loss scaled by its share
+    of the tokens (``token_share``) before the gradients are averaged. -> the chunk's mean loss."""
+    mine = chunk[block_slice(len(chunk))]
+    opt.zero_grad(set_to_none=True)
+    loss, n_tok = torch.zeros(()), 0.0
+    if mine:
+        ids, mask = (t.to(model_device(model)) for t in _pack(mine))
+        logp = rl.token_logprobs(model, ids)
+        n_tok = float(mask.sum())
+        loss = -(logp * mask).sum() / mask.sum()
+    share = token_share(n_tok)
+    if mine:
+        (loss * share if share != 1.0 else loss).backward()
+    all_reduce_grads(model)
+    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    opt.step()
+    return all_reduce_mean(float(loss.detach()) * share)
 
 
 def _pack(chunk) -> tuple[torch.Tensor, torch.Tensor]:

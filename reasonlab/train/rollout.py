@@ -7,21 +7,21 @@ prompt plus what it wrote so far is prefilled again), and a group is scored only
 sequences are done. Tokens written by an older policy are marked *stale*: their old log-probs
 are the sampler's, so the clipped ratio corrects (and bounds) the policy lag.
 
-Rollout backends (``BACKENDS[name](model, tokenizer, dtype, workers)``) return a ``Backend``:
-``sample(prompts, scfg)`` is ``engine.sampler.sample`` over some ``CausalLM``; ``refresh(model)``
-gives it the trained weights after an optimiser step; ``gradients`` is where the policy update
-computes its gradient (``train.policy_update``: on the sampler's workers for ``parallel``, in
-this process for ``local``).
+Rollouts are drawn from a ``backends.PolicyBackend`` (``make_rollout_backend``):
+``sample(prompts, scfg, keys=None)`` (``keys``: one int per prompt naming its random streams, so
+a prompt's samples do not depend on the batch, worker or rank that draws them; None: the
+prompts' indices); ``refresh(model)`` gives it the trained weights after an optimiser step;
+``gradients`` is where the policy update computes its gradient (``train.policy_update``: on the
+sampler's workers for ``parallel``, in this process for ``local``).
 """
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import torch
 
 from reasonlab.engine.sampler import SampleBatch, SamplingConfig
-from reasonlab.train.policy_update import local_gradients, round_up
+from reasonlab.train.policy_update import round_up
 
 
 def worker_count(backend: str, workers: int) -> int:
@@ -52,54 +52,23 @@ class Group:
 
 # ---- backends --------------------------------------------------------------------------------
 
-@dataclass
-class Backend:
-    sample: Callable[[list[list[int]], SamplingConfig], SampleBatch]
-    refresh: Callable[[object], None]
-    close: Callable[[], None]
-    gradients: Callable[..., dict] = local_gradients
+def make_rollout_backend(name: str, model, tokenizer, dtype, workers: int):
+    """The ``backends.PolicyBackend`` a stage samples from (``parallel``: worker gradients too)."""
+    from reasonlab.backends import make_backend
 
-
-def _parallel_backend(model, tokenizer, dtype, workers: int) -> Backend:
-    from reasonlab.engine.parallel import ParallelSampler
-    from reasonlab.train.policy_update import ParallelGradients
-
-    pool = ParallelSampler(model, workers, dtype, grad_buffers=True)
-
-    def sample_fn(prompts, scfg: SamplingConfig) -> SampleBatch:
-        return pool.sample(prompts, scfg, eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id)
-    return Backend(sample_fn, pool.refresh, pool.close, ParallelGradients(pool))
-
-
-def _local_backend(model, tokenizer, dtype, workers: int):
-    from reasonlab.engine.sampler import sample
-
-    def make(m):
-        try:
-            from reasonlab.models.hf import make_runner  # any backend the adapter knows
-        except ImportError:
-            from reasonlab.engine.tiny import LlamaRunner as make_runner
-        return make_runner(m, dtype=dtype)
-
-    holder = {"runner": make(model)}
-
-    def sample_fn(prompts, scfg: SamplingConfig) -> SampleBatch:
-        return sample(holder["runner"], prompts, scfg, eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id)
-
-    def refresh(m) -> None:
-        holder["runner"] = make(m)
-    return Backend(sample_fn, refresh, lambda: None)
-
-
-BACKENDS = {"parallel": _parallel_backend, "local": _local_backend}
+    return make_backend(model, tokenizer, name, dtype=dtype, workers=workers, grad_buffers=name == "parallel")
 
 
 # ---- generation ------------------------------------------------------------------------------
 
 def generate(sample_fn, buffer: list[Group], new: list[tuple[int, list[int]]], g: int,
-             scfg: SamplingConfig, max_tokens: int) -> tuple[list[Group], list[Group], int]:
+             scfg: SamplingConfig, max_tokens: int, key_offsets: tuple[int, int] | None = None
+             ) -> tuple[list[Group], list[Group], int]:
     """Continue every unfinished row of ``buffer`` and start ``g`` rows for each ``(index,
     prompt_ids)`` in ``new``, generating at most ``scfg.max_new_tokens`` tokens per row.
+    ``key_offsets`` (fresh, continued): the sampler keys of the new prompts and of the continued
+    rows count up from these (their positions in a larger batch split over processes: a row
+    draws the same samples wherever it is drawn); None: ``sample_fn`` is called without keys.
     -> (finished groups, still unfinished groups, tokens generated)."""
     for grp in buffer:
         for row in grp.rows:
@@ -108,15 +77,21 @@ def generate(sample_fn, buffer: list[Group], new: list[tuple[int, list[int]]], g
     todo = [(grp, row) for grp in buffer for row in grp.rows if row.finish is None]
     generated = 0
     if fresh:
-        batch = sample_fn([grp.prompt_ids for grp in fresh], replace(scfg, n=g))
+        batch = sample_fn([grp.prompt_ids for grp in fresh], replace(scfg, n=g),
+                          **_key_range(key_offsets, 0, len(fresh)))
         pairs = [(grp, row) for grp in fresh for row in grp.rows]
         generated += _absorb(batch, pairs, max_tokens)
     if todo:
         prompts = [grp.prompt_ids + row.ids for grp, row in todo]
-        batch = sample_fn(prompts, replace(scfg, n=1, seed=scfg.seed + 7919))
+        batch = sample_fn(prompts, replace(scfg, n=1, seed=scfg.seed + 7919), **_key_range(key_offsets, 1, len(todo)))
         generated += _absorb(batch, todo, max_tokens)
     groups = buffer + fresh
     return [x for x in groups if x.done], [x for x in groups if not x.done], generated
+
+
+def _key_range(offsets: tuple[int, int] | None, which: int, n: int) -> dict:
+    """The ``keys`` keyword for ``n`` prompts counting up from ``offsets[which]`` (none: {})."""
+    return {} if offsets is None else {"keys": list(range(offsets[which], offsets[which] + n))}
 
 
 def _absorb(batch: SampleBatch, pairs: list[tuple[Group, Row]], max_tokens: int) -> int:

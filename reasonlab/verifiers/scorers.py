@@ -114,6 +114,7 @@ class ValueScorer:
     def start(self, problems, prompts, copies, max_new):
         ids, valid = left_pad(prompts, self.pad_id)
         logits, state = self.runner.prefill(ids, valid, max_new, copies=copies)
+        logits = logits.cpu()                  # search bookkeeping lives on the host
         if self.lp_weight is None:
             return state
         n = logits.shape[0]
@@ -123,12 +124,12 @@ class ValueScorer:
     def _step(self, state, toks: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
         """Feed one token per row (inactive rows do not advance); the rows' scores."""
         if self.lp_weight is None:
-            return torch.sigmoid(self.runner.decode(state, toks, active)[:, self.head].float())
+            return torch.sigmoid(self.runner.decode(state, toks, active)[:, self.head].float().cpu())
         lp = state.prev.gather(1, toks[:, None])[:, 0]
         state.total = torch.where(active, state.total + lp, state.total)
         state.count = torch.where(active, state.count + 1, state.count)
         state.low = torch.where(active, torch.minimum(state.low, lp), state.low)
-        out = self.runner.decode(state.inner, toks, active).float()
+        out = self.runner.decode(state.inner, toks, active).float().cpu()
         state.prev = torch.where(active[:, None], torch.log_softmax(out[:, self.outputs:], -1), state.prev)
         feats = torch.stack([state.total / state.count.clamp(min=1),
                              torch.where(state.count > 0, state.low, torch.zeros_like(state.low))], 1)

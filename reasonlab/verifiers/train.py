@@ -131,26 +131,12 @@ def _completer(path: str, tokenizer):
     return model
 
 
-class _Pool:
-    """ParallelSampler with the tokenizer's ids bound (sample(prompts, cfg) -> SampleBatch)."""
-
-    def __init__(self, model, tokenizer, workers):
-        from reasonlab.engine.parallel import ParallelSampler
-
-        self.inner = ParallelSampler(model, workers)
-        self.eos_id, self.pad_id = tokenizer.eos_id, tokenizer.pad_id
-
-    def sample(self, prompts, scfg):
-        return self.inner.sample(prompts, scfg, eos_id=self.eos_id, pad_id=self.pad_id)
-
-    def close(self):
-        self.inner.close()
-
-
 def train_verifiers(cfg: VerifierTrainConfig) -> dict:
     import torch
 
-    from reasonlab.eval.run import EvalConfig, generate_problems, make_task
+    from reasonlab.backends import make_backend
+    from reasonlab.eval.run import generate_problems
+    from reasonlab.tasks import make_task
     from reasonlab.io import atomic_write_json, read_jsonl, run_metadata, write_jsonl
     from reasonlab.runs import fingerprint, model_digest, open_stage_run
     from reasonlab.models.hf import load_policy
@@ -165,7 +151,7 @@ def train_verifiers(cfg: VerifierTrainConfig) -> dict:
 
     _check(cfg)
     t0 = time.perf_counter()
-    task = make_task(EvalConfig(task=cfg.task))
+    task = make_task(cfg.task)
     problems = generate_problems(task, cfg.problems, cfg.seed, "train", cfg.generate)
     workers = cfg.workers or os.cpu_count() or 1
     # resume reuses the labels and trains the value models again: only what makes labels must match
@@ -184,7 +170,7 @@ def train_verifiers(cfg: VerifierTrainConfig) -> dict:
         labels = [r["mc"] for r in saved if r.get("mc")]
         mc_solutions = [(r["problem"], r["completion"]) for r in saved if r.get("mc")]
     else:
-        pool = _Pool(policy, tokenizer, workers)
+        pool = make_backend(policy, tokenizer, "parallel", workers=workers)
         try:
             solutions = _sample_solutions(cfg, pool, prompts)
             timings["sample_s"] = round(time.perf_counter() - t0, 1)
@@ -193,7 +179,7 @@ def train_verifiers(cfg: VerifierTrainConfig) -> dict:
             t1 = time.perf_counter()
             if cfg.completer:
                 pool.close()
-                pool = _Pool(_completer(cfg.completer, tokenizer), tokenizer, workers)
+                pool = make_backend(_completer(cfg.completer, tokenizer), tokenizer, "parallel", workers=workers)
             labels = mc_step_labels(task, tokenizer, problems, prompts, mc_solutions, pool.sample, cfg.mc_k,
                                     cfg.max_new_tokens, cfg.mc_temperature or cfg.temperature, seed=cfg.seed + 1)
             timings["mc_label_s"] = round(time.perf_counter() - t1, 1)
