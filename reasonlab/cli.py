@@ -24,6 +24,10 @@ COMMANDS = {
              "RL with verifiable rewards (GRPO, R1-Zero recipe, Kimi options): recipes/r1_zero_tiny.yaml"),
     "rft": ("reasonlab.train.rft:RFTConfig", "reasonlab.train.rft:rft",
             "rejection-sampling fine-tuning baseline (sample, keep the correct, SFT): recipes/rft_tiny.yaml"),
+    "sft": ("reasonlab.train.sft:SFTConfig", "reasonlab.train.sft:sft",
+            "supervised fine-tuning on jsonl prompt/completion or chat rows, packed: recipes/sft_tiny.yaml"),
+    "distill": ("reasonlab.train.distill:DistillConfig", "reasonlab.train.distill:distill",
+                "a teacher samples, the verifier keeps the correct, the student is fine-tuned on them"),
     "export": ("reasonlab.models.export:ExportConfig", "reasonlab.models.export:export",
                "write a model as a clean Hugging Face directory (transformers loads it)"),
     "verifiers": ("reasonlab.verifiers.train:VerifierTrainConfig", "reasonlab.verifiers.train:train_verifiers",
@@ -83,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         recipe, overrides = parse_overrides(rest)
         cfg = load_config(_load(COMMANDS[command][0]), recipe, overrides)
         result = _load(COMMANDS[command][1])(cfg)
+        _leave_process_group()
     except user_errors as err:
         if os.environ.get("REASONLAB_DEBUG"):
             raise
@@ -101,6 +106,18 @@ def main(argv: list[str] | None = None) -> int:
     if command != "bench" and isinstance(result, dict):
         print(json.dumps(_headline(result), indent=1))
     return 0
+
+
+def _leave_process_group() -> None:
+    """Under torchrun: wait until every rank has finished (rank 0 writes the artifacts last), then
+    leave the process group, so no rank exits while the others still use it (gloo aborts a
+    process that exits with live communication threads). A no-op without a process group."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        from reasonlab.train.distributed import barrier, dist_teardown
+
+        barrier()
+        dist_teardown()
 
 
 def out_of_memory(err: BaseException) -> bool:

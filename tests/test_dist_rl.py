@@ -8,23 +8,22 @@ and writes its summary once.
 import inspect
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 
 from reasonlab.config import ConfigError, load_config
 from reasonlab.engine.sampler import SampleBatch, SamplingConfig
 from reasonlab.models.checkpoint import load_checkpoint, save_checkpoint
-from reasonlab.train.distributed import block_slice, dist_setup, dist_teardown
+from reasonlab.train.distributed import block_slice
 from reasonlab.train.grpo import TIMING_KEYS, GRPOConfig, grpo
 from reasonlab.train.policy_update import PAD_TO, UpdateSpec, update
 from reasonlab.train.rft import RFTConfig, rft, sft_step
 from reasonlab.train.rl_dist import generate_sharded, local_batch, map_sharded
+from dist_helpers import on_ranks
 from rl_helpers import random_groups, tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,27 +36,6 @@ SGD_LR, ATOL, CLIP = 0.1, 1e-7, 0.1
 
 # ---- running a function on 2 gloo processes -------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _entry(rank: int, world: int, port: int, fn, out: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
-                      LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world))
-    torch.set_num_threads(1)
-    dist_setup(backend="gloo")
-    try:
-        torch.save(fn(), Path(out) / f"rank{rank}.pt")
-    finally:
-        dist_teardown()
-
-
-def on_ranks(fn, tmp_path, world: int = 2) -> list:
-    """``fn()`` on ``world`` gloo processes -> each rank's result."""
-    mp.spawn(_entry, args=(world, _free_port(), fn, str(tmp_path)), nprocs=world, join=True)
-    return [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(world)]
 
 
 # ---- the cases (each runs the same code on 1 process and on every rank) ---------------------
@@ -118,7 +96,7 @@ def rft_collect() -> tuple[list, float]:
     answers right when ``key + sample`` is even, and not always with distinct texts."""
     from reasonlab.models.tokenizer import CharTokenizer
     from reasonlab.tasks import get_task
-    from reasonlab.train.rft import collect_correct
+    from reasonlab.train.rft import collect_kept
 
     tok, task = CharTokenizer(), get_task("arith")
     problems = task.generate(4, seed=0, split="train", steps=1, max_operand=5, max_value=20)
@@ -129,7 +107,7 @@ def rft_collect() -> tuple[list, float]:
                 + [j] * (k % 2) for k in keys for j in range(scfg.n)]
         return SampleBatch([p for p in range(len(prompts)) for _ in range(scfg.n)], prompts, rows,
                            [[0.0] * len(r) for r in rows], ["eos"] * len(rows))
-    return collect_correct(sample_fn, tok, task, problems, RFTConfig(samples_per_prompt=3), seed=0)
+    return collect_kept(sample_fn, tok, task, problems, RFTConfig(samples_per_prompt=3), seed=0)
 
 
 def _view(groups) -> list:
@@ -192,9 +170,9 @@ def test_sharded_rollouts_give_one_process_groups(two_ranks):
 
 def test_rft_ranks_keep_what_one_process_keeps(two_ranks):
     one, ranks = two_ranks
-    kept, acc = one["rft"]
-    assert 0 < len(kept) < 12 and acc == pytest.approx(6 / 12)
-    assert all(r["rft"] == (kept, acc) for r in ranks)
+    kept, stats = one["rft"]
+    assert 0 < len(kept) < 12 and stats["accuracy"] == pytest.approx(6 / 12)
+    assert all(r["rft"] == (kept, stats) for r in ranks)
 
 
 def test_prompts_must_split_over_the_ranks(monkeypatch):

@@ -9,7 +9,7 @@ from reasonlab.models.checkpoint import save_checkpoint
 from reasonlab.models.llama import Llama, LlamaConfig
 from reasonlab.models.tokenizer import CharTokenizer
 from reasonlab.tasks import get_task
-from reasonlab.train.rft import RFTConfig, keep_correct, rft, sft
+from reasonlab.train.rft import RFTConfig, keep_selected, rft, sft
 
 
 def tiny():
@@ -19,7 +19,7 @@ def tiny():
                              max_seq_len=256)), tok
 
 
-def test_keep_correct_keeps_distinct_verified_terminated_completions():
+def test_keep_selected_keeps_distinct_verified_terminated_completions():
     tok, task = CharTokenizer(), get_task("arith")
     problems = task.generate(2, seed=0, split="train", steps=1, max_operand=5, max_value=20)
     good = [tok.encode(f"</think>\n<answer>{p['answer']}</answer>") for p in problems]
@@ -30,10 +30,10 @@ def test_keep_correct_keeps_distinct_verified_terminated_completions():
     def sample_fn(prompts, scfg):
         return SampleBatch([0, 0, 1, 1], prompts, rows, [[0.0] * len(r) for r in rows], reasons)
     cfg = RFTConfig(samples_per_prompt=2)
-    kept, acc = keep_correct(sample_fn, tok, task, problems, cfg, seed=0)
+    kept, counts = keep_selected(sample_fn, tok, task, problems, cfg, seed=0)
     assert [c for _, c in kept] == [good[0]]
-    assert acc == 0.5
-    kept, _ = keep_correct(sample_fn, tok, task, problems, RFTConfig(samples_per_prompt=2, dedup=False), seed=0)
+    assert counts["correct"] / counts["samples"] == 0.5
+    kept, _ = keep_selected(sample_fn, tok, task, problems, RFTConfig(samples_per_prompt=2, dedup=False), seed=0)
     assert [c for _, c in kept] == [good[0], good[0]]
 
 

@@ -14,7 +14,8 @@ Numerically the same network as the ``transformers`` module of its family (tests
 agree to 1e-4). Differences from the Hugging Face modules are for speed only:
 
 - q/k/v live in one fused matrix ``qkv`` and gate/up in one ``gate_up`` (one matmul each);
-- training attention is ``scaled_dot_product_attention(is_causal=True)`` over packed sequences;
+- training attention is ``scaled_dot_product_attention(is_causal=True)`` over packed sequences
+  (with ``positions`` / ``doc_ids``: a block-diagonal causal mask, documents kept apart);
 - decoding lives in ``engine.tiny``, which reuses these blocks' projections with a KV cache.
 
 Shapes: B batch, T time, D model width, H query heads, K kv heads, E head dim, V vocabulary.
@@ -103,6 +104,13 @@ def rope_tables(positions: torch.Tensor, head_dim: int, theta: float,
     return emb.cos(), emb.sin()
 
 
+def document_mask(doc_ids: torch.Tensor) -> torch.Tensor:
+    """doc_ids (B, T) -> (B, 1, T, T) bool: query t may attend to key s <= t of the same document."""
+    t = doc_ids.shape[1]
+    causal = torch.ones(t, t, dtype=torch.bool, device=doc_ids.device).tril()
+    return ((doc_ids[:, :, None] == doc_ids[:, None, :]) & causal)[:, None]
+
+
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     """RMSNorm computed in fp32 like Hugging Face Llama, cast back to the input dtype."""
     dtype = x.dtype
@@ -151,13 +159,17 @@ class Block(nn.Module):
         gate, up = self.gate_up(rms_norm(x, self.mlp_norm, self.cfg.norm_eps)).chunk(2, dim=-1)
         return self.down(F.silu(gate) * up)
 
-    def forward(self, x, cos, sin):
-        """Causal self-attention block over full sequences. x: (B, T, D)."""
+    def forward(self, x, cos, sin, mask=None):
+        """Causal self-attention block over full sequences. x: (B, T, D); ``mask`` (B, 1, T, T)
+        bool (True: may attend) replaces the plain causal mask (packed documents)."""
         b, t, _ = x.shape
         q, k, v = self.split_qkv(rms_norm(x, self.attn_norm, self.cfg.norm_eps))
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True,
-                                           enable_gqa=self.cfg.n_heads != self.cfg.n_kv_heads)
+        gqa = self.cfg.n_heads != self.cfg.n_kv_heads
+        if mask is None:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)
         x = x + self.o(y.transpose(1, 2).reshape(b, t, -1))
         return x + self.mlp(x)
 
@@ -205,21 +217,31 @@ class Llama(nn.Module):
         wanted = self.grad_checkpointing if grad_checkpointing is None else grad_checkpointing
         return bool(wanted) and self.training and torch.is_grad_enabled()
 
-    def hidden(self, ids: torch.Tensor, grad_checkpointing: bool | None = None) -> torch.Tensor:
-        """Causal forward over full sequences. ids: (B, T) -> final normed hidden (B, T, D)."""
+    def hidden(self, ids: torch.Tensor, grad_checkpointing: bool | None = None, *,
+               positions: torch.Tensor | None = None, doc_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Causal forward over full sequences. ids: (B, T) -> final normed hidden (B, T, D).
+        Packed documents: ``positions`` (B, T) the RoPE position of each token (restarting at 0
+        in each document) and ``doc_ids`` (B, T) which document it belongs to (a token attends
+        only to earlier tokens of its own document). None: positions 0..T-1, one document."""
         t = ids.shape[1]
         if t > self.cfg.max_seq_len:
             raise ValueError(f"sequence length {t} > max_seq_len {self.cfg.max_seq_len}")
-        cos, sin = self.rope(torch.arange(t, device=ids.device))
+        if positions is None:
+            cos, sin = self.rope(torch.arange(t, device=ids.device))
+        else:
+            cos, sin = (u[:, None] for u in self.rope(positions))        # (B, 1, T, E)
+        mask = None if doc_ids is None else document_mask(doc_ids)
         x = self.embed(ids)
         recompute = self.checkpointing(grad_checkpointing)
         for layer in self.layers:
-            x = checkpoint(layer, x, cos, sin, use_reentrant=False) if recompute else layer(x, cos, sin)
+            x = checkpoint(layer, x, cos, sin, mask, use_reentrant=False) if recompute else layer(x, cos, sin, mask)
         return rms_norm(x, self.norm, self.cfg.norm_eps)
 
-    def forward(self, ids: torch.Tensor, grad_checkpointing: bool | None = None) -> torch.Tensor:
-        """ids: (B, T) -> logits (B, T, V). ``grad_checkpointing``: see ``checkpointing``."""
-        return self.lm_head(self.hidden(ids, grad_checkpointing))
+    def forward(self, ids: torch.Tensor, grad_checkpointing: bool | None = None, *,
+                positions: torch.Tensor | None = None, doc_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """ids: (B, T) -> logits (B, T, V). ``grad_checkpointing``: see ``checkpointing``;
+        ``positions`` / ``doc_ids``: packed documents, see ``hidden``."""
+        return self.lm_head(self.hidden(ids, grad_checkpointing, positions=positions, doc_ids=doc_ids))
 
     def loss(self, ids: torch.Tensor, targets: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
         """Mean next-token cross-entropy. ids, targets: (B, T)."""

@@ -39,6 +39,8 @@ Deviations from the papers (all deliberate, all configurable where it matters):
   prompts' positions in the step, so the completions are those of one process), every rank holds
   the gathered groups and makes the same decisions, trains on its block with gradients averaged,
   and rank 0 writes the run directory; the weights equal one process's up to float rounding.
+  ``fsdp: true`` shards the policy over the ranks (``train.fsdp``): the samplers, checkpoints and
+  the final evaluation take a gathered full copy.
 """
 from __future__ import annotations
 
@@ -54,12 +56,11 @@ from reasonlab.engine.sampler import SamplingConfig
 from reasonlab.eval.run import EvalConfig, generate_problems
 from reasonlab.io import (
     append_jsonl,
-    atomic_write_json,
     read_jsonl,
     run_metadata,
     write_jsonl,
 )
-from reasonlab.models.lora import lora_state, merged_policy, merged_refresh
+from reasonlab.models.lora import lora_state, merged_policy
 from reasonlab.runs import fingerprint, model_digest
 from reasonlab.train import policy_update, rl
 from reasonlab.train.curriculum import PromptSampler
@@ -72,6 +73,8 @@ from reasonlab.train.precision import (
     workers_can_compute_gradients,
 )
 from reasonlab.train.distributed import agree, dist_setup, is_main, rank, world_size
+from reasonlab.train.fsdp import (full_model, is_sharded, load_optimizer_state, optimizer_state, plain_policy,
+                                  plain_refresh)
 from reasonlab.train.rewards import check_weights, score_group
 from reasonlab.train.rl_dist import (
     check_divisible,
@@ -88,6 +91,7 @@ from reasonlab.train.rl_monitor import (
     plot_run,
     preflight,
     rollout_metrics,
+    write_summary,
 )
 from reasonlab.backends import BACKENDS
 from reasonlab.train.rollout import make_rollout_backend
@@ -143,6 +147,7 @@ class GRPOConfig:
     autocast: str = "bfloat16"       # bfloat16 | none (on the policy's device; weights stay fp32)
     device: str = "cpu"              # where the policy trains: cpu | cuda | cuda:N | mps | auto
     grad_checkpointing: bool = False  # recompute each layer's activations in backward (less memory, slower)
+    fsdp: bool = False               # FSDP2: shard params, grads, optimizer state over torchrun ranks (models too big for one device)
     lora_rank: int = 0               # > 0: train only LoRA adapters of this rank (0: full fine-tuning)
     lora_alpha: float = 16.0         # LoRA update scale alpha / lora_rank
     lora_targets: list[str] = field(default_factory=list)  # Linear names to adapt ([]: models.lora.DEFAULT_TARGETS)
@@ -184,7 +189,8 @@ def grpo(cfg: GRPOConfig, progress: bool = True) -> dict:
             bar.set_postfix(reward=f"{row.get('reward', 0):.3f}", acc=f"{row.get('accuracy', 0):.3f}",
                             len=f"{row.get('length_mean', 0):.0f}")
             out_of_time = cfg.time_budget_s > 0 and agree(cfg.time_budget_s <= row["elapsed_s"])  # rank 0's clock
-            if is_main() and ((step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.steps or out_of_time):
+            if ((is_main() or is_sharded(s.policy))                       # FSDP: every rank gathers
+                    and ((step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.steps or out_of_time)):
                 save_state(s, cfg, step + 1)
             if out_of_time:
                 break
@@ -231,7 +237,7 @@ def setup(cfg: GRPOConfig) -> State:
                                           "eval.generate")
     s.workers = rank_workers(cfg.backend, cfg.workers)
     s.run = open_run_on_main(cfg, fingerprint(cfg, ignore=("model", "steps", "time_budget_s", "ckpt_every",
-                                                           "grad_checkpointing"),
+                                                           "grad_checkpointing", *(() if cfg.fsdp else ("fsdp",))),
                                               model_sha=model_digest(cfg.model), workers=s.workers, **world_facts()))
     if is_main():
         save_config(cfg, s.run / "config.yaml")
@@ -263,8 +269,8 @@ def setup(cfg: GRPOConfig) -> State:
     from reasonlab.models.hf import compute_dtype
 
     dtype = compute_dtype(cfg.sampler_dtype)
-    backend = make_rollout_backend(cfg.backend, merged_policy(s.policy), s.tokenizer, dtype, s.workers)   # samplers: plain weights
-    s.sample_fn, s.refresh, s.close = backend.sample, merged_refresh(backend.refresh), backend.close
+    backend = make_rollout_backend(cfg.backend, plain_policy(s.policy), s.tokenizer, dtype, s.workers)   # samplers: plain weights
+    s.sample_fn, s.refresh, s.close = backend.sample, plain_refresh(backend.refresh), backend.close
     on_workers = cfg.worker_gradients and cfg.loss.beta <= 0 and workers_can_compute_gradients(s.policy)
     s.gradients = backend.gradients if on_workers else local_gradients
     s.t0 = time.perf_counter()
@@ -412,11 +418,15 @@ def _rng_state() -> dict:
 
 
 def save_state(s: State, cfg: GRPOConfig, step: int) -> None:
-    trainer = {"step": step, "elapsed_s": s.elapsed + time.perf_counter() - s.t0, "optimizer": s.opt.state_dict(),
+    """The checkpoint (FSDP: every rank gathers weights and optimiser state, rank 0 writes)."""
+    model, opt_state = full_model(s.policy), optimizer_state(s.policy, s.opt)
+    if not is_main():
+        return
+    trainer = {"step": step, "elapsed_s": s.elapsed + time.perf_counter() - s.t0, "optimizer": opt_state,
                "scheduler": s.sched.state_dict(), "rng": _rng_state(), "prompt_stats": s.sampler.state_dict(),
                "buffer": s.buffer, "samples": s.samples, "config": config_to_dict(cfg),
                "lora": lora_state(s.policy)}                 # adapters (None: full fine-tuning)
-    save_policy(s.run / "checkpoint", s.policy, s.tokenizer, trainer_state=trainer)
+    save_policy(s.run / "checkpoint", model, s.tokenizer, trainer_state=trainer)
 
 
 def _try_load(path):
@@ -433,7 +443,7 @@ def _try_load(path):
 def restore(s: State, trainer: dict) -> None:
     """Continue from a checkpoint: optimiser, scheduler, RNGs, prompt statistics, buffer; the
     metrics log is cut back to the checkpoint's step (later rows are recomputed)."""
-    s.opt.load_state_dict(trainer["optimizer"])
+    load_optimizer_state(s.policy, s.opt, trainer["optimizer"])
     s.sched.load_state_dict(trainer["scheduler"])
     torch.set_rng_state(trainer["rng"]["torch"])
     random.setstate(trainer["rng"]["python"])
@@ -448,21 +458,16 @@ def restore(s: State, trainer: dict) -> None:
 # ---- end of run ------------------------------------------------------------------------------
 
 def finish(s: State, cfg: GRPOConfig, progress: bool) -> dict:
-    from reasonlab.eval.run import evaluate
 
     train_s = s.elapsed + time.perf_counter() - s.t0
+    policy = full_model(s.policy)               # FSDP: every rank gathers the full weights
     if not is_main():                           # torchrun: rank 0 writes the artifacts
         return {"stage": "grpo", "samples": s.samples, "rank": rank()}
-    save_policy(s.run / "model", s.policy, s.tokenizer)
+    save_policy(s.run / "model", policy, s.tokenizer)
     log = read_jsonl(s.run / "metrics.jsonl") if (s.run / "metrics.jsonl").exists() else []
     plot_run(log, s.run)
     summary = {"stage": "grpo", "steps": log[-1]["step"] if log else 0, "samples": s.samples, "workers": s.workers,
                "world_size": world_size(), "train_seconds": round(train_s, 1),
                "run_dir": str(s.run), "last": log[-1] if log else {}, **run_metadata(cfg.seed)}
-    if cfg.final_eval:
-        cfg.eval.template = cfg.template
-        summary["eval"] = evaluate(cfg.eval, model=merged_policy(s.policy), tokenizer=s.tokenizer, run_dir=s.run,
-                                   progress=progress)
-    atomic_write_json(s.run / "summary.json", summary)
-    return summary
+    return write_summary(cfg, s.run, summary, merged_policy(policy), s.tokenizer, progress)
 

@@ -19,7 +19,9 @@ Data parallel under ``torchrun`` (``train.distributed``): each process holds a s
 groups; ``update`` weights its rows as rows of the global batch (``global_weights``) and, after
 whichever ``GradientFn`` filled ``.grad``, averages the gradients over the processes
 (``all_reduce_grads``) before clipping and stepping, so every process applies the global
-batch's update. A process with an empty shard (``batch=None``) joins with zeros.
+batch's update. A process with an empty shard (``batch=None``) joins with zeros. With FSDP
+(``train.fsdp``) the reduce-scatter in backward averages instead, and every rank runs as many
+micro-batch passes as the busiest one (``fsdp.lockstep``).
 """
 from __future__ import annotations
 
@@ -37,6 +39,7 @@ from reasonlab.train.distributed import (
     rank,
     world_size,
 )
+from reasonlab.train.fsdp import is_sharded, lockstep
 from reasonlab.train.logprobs import completion_logprobs
 from reasonlab.train.precision import autocast_for, batch_to, model_device
 
@@ -128,12 +131,15 @@ def update(policy, ref, opt, batch: dict | None, spec: UpdateSpec, mu: int = 1, 
     weights, n_tok, share = global_weights(mask, aggregation)              # (B, Tc), whole batch
     old = batch["behavior"].clone()
     stats = dict.fromkeys(STAT_KEYS, 0.0)
+    sharded = is_sharded(policy)               # FSDP: gradients averaged by its reduce-scatter
+    gradients = lockstep(gradients) if sharded else gradients
     for epoch in range(mu):
         opt.zero_grad(set_to_none=True)
-        part = (gradients(policy, ref, batch, weights, old, spec, epoch == 0, n_tok) if mask.shape[0]
+        part = (gradients(policy, ref, batch, weights, old, spec, epoch == 0, n_tok) if mask.shape[0] or sharded
                 else dict.fromkeys(STAT_KEYS, 0.0))
         part = reduce_stats(part, share)
-        all_reduce_grads(policy)               # every rank now holds the global batch's gradient
+        if not sharded:
+            all_reduce_grads(policy)           # every rank now holds the global batch's gradient
         for k in ("loss", "kl", "clip_frac"):
             stats[k] += part[k] / mu
         if epoch == 0:

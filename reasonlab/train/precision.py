@@ -8,8 +8,9 @@ training stages call:
 - ``autocast_for(model, setting)``: the autocast context for that model's device;
 - ``batch_to(batch, device)`` / ``model_device(model)``: batches go to the model's device;
 - ``prepare_policy(model, cfg)``: LoRA adapters (``cfg.lora_rank``), gradient checkpointing
-  (``cfg.grad_checkpointing``) and the move to ``cfg.device``, for any stage config with those
-  fields; ``check_training_options(cfg)`` checks them before anything is loaded.
+  (``cfg.grad_checkpointing``), the move to ``cfg.device`` and FSDP2 sharding (``cfg.fsdp``,
+  ``train.fsdp``), for any stage config with those fields; ``check_training_options(cfg)``
+  checks them before anything is loaded.
 """
 from __future__ import annotations
 
@@ -83,6 +84,8 @@ def check_training_options(cfg) -> None:
         raise ConfigError(f"lora_rank: must be >= 0 (0: full fine-tuning), got {cfg.lora_rank}")
     if cfg.lora_rank > 0 and not cfg.lora_alpha > 0:
         raise ConfigError(f"lora_alpha: must be > 0, got {cfg.lora_alpha}")
+    if getattr(cfg, "fsdp", False) and cfg.lora_rank > 0:
+        raise ConfigError("fsdp: LoRA adapters cannot be trained with fsdp; use lora_rank=0 or fsdp=false")
 
 
 def set_grad_checkpointing(model, enabled: bool) -> None:
@@ -99,7 +102,8 @@ def set_grad_checkpointing(model, enabled: bool) -> None:
 def prepare_policy(model, cfg, adapters: dict | None = None):
     """The policy as a stage trains it: LoRA adapters when ``cfg.lora_rank > 0`` (``adapters``:
     their saved tensors, on resume), gradient checkpointing per ``cfg.grad_checkpointing``, on
-    ``cfg.device``. Weights keep their dtype (fp32 from ``train.grpo.load_policy``). -> model."""
+    ``cfg.device``, then sharded over the torchrun ranks when ``cfg.fsdp`` (``train.fsdp.shard_model``:
+    a no-op on one process). Weights keep their dtype (fp32 from ``train.grpo.load_policy``). -> model."""
     from reasonlab.config import ConfigError
     from reasonlab.models.lora import add_lora, load_lora_state
 
@@ -111,12 +115,18 @@ def prepare_policy(model, cfg, adapters: dict | None = None):
         except ValueError as err:
             raise ConfigError(str(err)) from None
     set_grad_checkpointing(model, cfg.grad_checkpointing)
-    return model.to(rank_device(training_device(cfg.device)))
+    model = model.to(rank_device(training_device(cfg.device)))
+    if getattr(cfg, "fsdp", False):
+        from reasonlab.train.fsdp import shard_model
+
+        model = shard_model(model)
+    return model
 
 
 def workers_can_compute_gradients(model) -> bool:
     """Sampler workers (``engine.parallel``) hold a plain fp32 CPU copy of the policy: they can
-    compute its gradient only when it is on the CPU and has no adapters."""
+    compute its gradient only when it is on the CPU, has no adapters and is not sharded (FSDP)."""
     from reasonlab.models.lora import has_lora
+    from reasonlab.train.fsdp import is_sharded
 
-    return model_device(model).type == "cpu" and not has_lora(model)
+    return model_device(model).type == "cpu" and not has_lora(model) and not is_sharded(model)

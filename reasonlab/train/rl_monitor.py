@@ -97,3 +97,16 @@ def plot_run(log: list[dict], run_dir, smooth: int = 10) -> list:
         if curves:
             written.append(plot_curves(curves, run_dir / fname, xlabel="step", ylabel=ylabel))
     return written
+
+
+def write_summary(cfg, run, summary: dict, model, tokenizer, progress: bool) -> dict:
+    """A training stage's last act: the full held-out evaluation of ``model`` (``cfg.eval`` with
+    the stage's template, when ``cfg.final_eval``) into ``summary["eval"]``, then ``summary.json``."""
+    from reasonlab.eval.run import evaluate
+    from reasonlab.io import atomic_write_json
+
+    if cfg.final_eval:
+        cfg.eval.template = cfg.template
+        summary["eval"] = evaluate(cfg.eval, model=model, tokenizer=tokenizer, run_dir=run, progress=progress)
+    atomic_write_json(run / "summary.json", summary)
+    return summary
