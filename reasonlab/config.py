@@ -412,15 +412,21 @@ def save_config(cfg: Any, path: str | Path) -> Path:
 # ---- help ------------------------------------------------------------------------------------
 
 def _field_comments(cls: type) -> dict[str, str]:
-    """``name -> comment`` from the ``# ...`` after each field in the class source ({} if none)."""
+    """``name -> comment`` from the ``# ...`` after each field in the source of the class and of
+    its dataclass bases ({} if none)."""
     import inspect
 
-    try:
-        source = inspect.getsource(cls)
-    except (OSError, TypeError):
-        return {}
-    found = re.findall(r"^\s+(\w+)\s*:[^#\n]*#\s*(.+)$", source, flags=re.MULTILINE)
-    return {name: comment.strip() for name, comment in found}
+    out: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):              # base classes first: a subclass's comment wins
+        if not dataclasses.is_dataclass(klass):
+            continue
+        try:
+            source = inspect.getsource(klass)
+        except (OSError, TypeError):
+            continue
+        found = re.findall(r"^\s+(\w+)\s*:[^#\n]*#\s*(.+)$", source, flags=re.MULTILINE)
+        out.update((name, comment.strip()) for name, comment in found)
+    return out
 
 
 def _default_text(f: dataclasses.Field) -> str:

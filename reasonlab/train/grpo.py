@@ -66,6 +66,7 @@ from reasonlab.train import policy_update, rl
 from reasonlab.train.curriculum import PromptSampler
 from reasonlab.train.policy_update import UpdateSpec, local_gradients
 from reasonlab.train.precision import (
+    TrainingOptions,
     process_group_backend,
     check_training_options,
     model_device,
@@ -118,7 +119,7 @@ class PromptConfig:
 
 
 @dataclass
-class GRPOConfig:
+class GRPOConfig(TrainingOptions):
     name: str = "grpo"               # run directory: runs_dir/name
     runs_dir: str = "runs"           # where run directories live
     seed: int = 0
@@ -145,12 +146,6 @@ class GRPOConfig:
     micro_batch: int = 64            # rows per forward/backward (gradient accumulation)
     worker_gradients: bool = True    # parallel backend, beta = 0: each sampler worker computes its shard's gradient
     autocast: str = "bfloat16"       # bfloat16 | none (on the policy's device; weights stay fp32)
-    device: str = "cpu"              # where the policy trains: cpu | cuda | cuda:N | mps | auto
-    grad_checkpointing: bool = False  # recompute each layer's activations in backward (less memory, slower)
-    fsdp: bool = False               # FSDP2: shard params, grads, optimizer state over torchrun ranks (models too big for one device)
-    lora_rank: int = 0               # > 0: train only LoRA adapters of this rank (0: full fine-tuning)
-    lora_alpha: float = 16.0         # LoRA update scale alpha / lora_rank
-    lora_targets: list[str] = field(default_factory=list)  # Linear names to adapt ([]: models.lora.DEFAULT_TARGETS)
     backend: str = "parallel"        # rollout.BACKENDS: parallel (tiny, one worker/core) | local
     workers: int = 0                 # 0: one per core
     sampler_dtype: str = "bfloat16"

@@ -14,6 +14,8 @@ training stages call:
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 
 DEVICE_TYPES = ("cpu", "cuda", "mps")
@@ -34,6 +36,17 @@ def autocast_for(model, setting: str) -> torch.autocast:
 def batch_to(batch: dict, device: torch.device) -> dict:
     """``batch`` with every tensor on ``device`` (the same dict's values when already there)."""
     return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+@dataclass
+class TrainingOptions:
+    """Where and how a stage trains its policy (GRPO and RFT inherit these settings)."""
+    device: str = "cpu"              # where the policy trains: cpu | cuda | cuda:N | mps | auto
+    grad_checkpointing: bool = False  # recompute each layer's activations in backward (less memory, slower)
+    fsdp: bool = False               # FSDP2: shard params, grads, optimizer state over torchrun ranks (models too big for one device)
+    lora_rank: int = 0               # > 0: train only LoRA adapters of this rank (0: full fine-tuning)
+    lora_alpha: float = 16.0         # LoRA update scale alpha / lora_rank
+    lora_targets: list[str] = field(default_factory=list)  # Linear names to adapt ([]: models.lora.DEFAULT_TARGETS)
 
 
 def training_device(name: str) -> torch.device:

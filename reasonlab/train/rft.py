@@ -45,7 +45,7 @@ from reasonlab.train.distributed import (
     world_size,
 )
 from reasonlab.train.rl_dist import check_divisible, main_only, open_run_on_main, rank_workers, world_facts
-from reasonlab.train.precision import check_training_options, prepare_policy, process_group_backend
+from reasonlab.train.precision import TrainingOptions, check_training_options, prepare_policy, process_group_backend
 from reasonlab.train.rl_monitor import heldout_eval, plot_run, write_summary
 from reasonlab.train.selectors import FINISHED, SELECTORS, Sample, select
 from reasonlab.train.sft import sft_step
@@ -56,7 +56,7 @@ from reasonlab.train.rollout import make_rollout_backend
 
 
 @dataclass
-class RFTConfig:
+class RFTConfig(TrainingOptions):
     name: str = "rft"                # run directory: runs_dir/name
     runs_dir: str = "runs"           # where run directories live
     seed: int = 0
@@ -78,12 +78,6 @@ class RFTConfig:
     batch_size: int = 32
     lr: float = 3e-4
     grad_clip: float = 1.0
-    device: str = "cpu"               # where the policy trains: cpu | cuda | cuda:N | mps | auto
-    grad_checkpointing: bool = False  # recompute each layer's activations in backward (less memory, slower)
-    fsdp: bool = False                # FSDP2: shard params, grads, optimizer state over torchrun ranks (models too big for one device)
-    lora_rank: int = 0                # > 0: train only LoRA adapters of this rank (0: full fine-tuning)
-    lora_alpha: float = 16.0          # LoRA update scale alpha / lora_rank
-    lora_targets: list[str] = field(default_factory=list)  # Linear names to adapt ([]: models.lora.DEFAULT_TARGETS)
     backend: str = "parallel"
     workers: int = 0
     sampler_dtype: str = "bfloat16"
