@@ -19,7 +19,7 @@ COMMANDS = {
     "sample": ("reasonlab.engine.cli_sample:SampleConfig", "reasonlab.engine.cli_sample:run_sample",
                "print completions of a checkpoint for a prompt or task problems"),
     "bench": ("reasonlab.bench.common:BenchConfig", "reasonlab.bench.common:run_bench",
-              "speed benchmarks against transformers / TRL: `bench sampler`, `bench train`, `bench grpo` [--json]"),
+              "speed benchmarks: `bench sampler`, `bench train`, `bench grpo`, `bench sft` (against transformers / TRL), `bench sandbox` [--json]"),
     "grpo": ("reasonlab.train.grpo:GRPOConfig", "reasonlab.train.grpo:grpo",
              "RL with verifiable rewards (GRPO, R1-Zero recipe, Kimi options): recipes/r1_zero_tiny.yaml"),
     "rft": ("reasonlab.train.rft:RFTConfig", "reasonlab.train.rft:rft",
@@ -28,17 +28,44 @@ COMMANDS = {
             "supervised fine-tuning on jsonl prompt/completion or chat rows, packed: recipes/sft_tiny.yaml"),
     "distill": ("reasonlab.train.distill:DistillConfig", "reasonlab.train.distill:distill",
                 "a teacher samples, the verifier keeps the correct, the student is fine-tuned on them"),
+    "pipeline": ("reasonlab.pipeline:PipelineConfig", "reasonlab.pipeline:run_pipeline",
+                 "the DeepSeek-R1 recipe in stages (R1-Zero, cold start, RL, rejection SFT, RL, distill): "
+                 "recipes/r1_pipeline_tiny.yaml"),
     "export": ("reasonlab.models.export:ExportConfig", "reasonlab.models.export:export",
                "write a model as a clean Hugging Face directory (transformers loads it)"),
     "verifiers": ("reasonlab.verifiers.train:VerifierTrainConfig", "reasonlab.verifiers.train:train_verifiers",
                   "sample solutions, label them (verify; Monte-Carlo steps), train ORM and PRM value models"),
     "sweep": ("reasonlab.eval.sweep:SweepConfig", "reasonlab.eval.sweep:run_sweep",
               "test-time compute sweep: every search method, budget curves with CIs (needs verifiers)"),
+    "report": ("reasonlab.report.build:ReportConfig", "reasonlab.report.build:build_report",
+               "one self-contained HTML page about runs: `report runs/` (tables, curves, plots, traces, trees)"),
     "demo": ("reasonlab.demo:DemoConfig", "reasonlab.demo:run_demo",
-             "the main job: pretrain the tiny model, verifiers, test-time sweep, GRPO, RFT; tables in runs/demo/results.md"),
+             "the main job: pretrain the tiny model, verifiers, test-time sweep, GRPO, RFT, distillation; tables in runs/demo/results.md, a report in runs/demo/report.html"),
 }
 
 USAGE = "usage: reasonlab {" + "|".join(COMMANDS) + "} [--recipe FILE] [--key=value ...]"
+# commands whose positional arguments fill a list setting: `reasonlab report runs/a runs/b`
+POSITIONAL = {"report": "runs"}
+
+
+def split_positional(argv: list[str]) -> tuple[list[str], list[str]]:
+    """``(options, positional)``: ``--key=value``, ``--key value``, ``--flag`` and recipe files
+    (``*.yaml``) stay options; every other bare argument is positional.
+
+    >>> split_positional(["runs/", "--out", "r.html", "runs/x", "--title=T"])
+    (['--out', 'r.html', '--title=T'], ['runs/', 'runs/x'])
+    """
+    options, positional, i = [], [], 0
+    while i < len(argv):
+        item = argv[i]
+        if item.startswith("--"):
+            takes_next = "=" not in item and i + 1 < len(argv) and not argv[i + 1].startswith("--")
+            options += argv[i: i + 2] if takes_next else [item]
+            i += 2 if takes_next else 1
+            continue
+        (options if item.endswith((".yaml", ".yml")) else positional).append(item)
+        i += 1
+    return options, positional
 
 
 def _load(spec: str):
@@ -75,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if command == "bench" and rest and not rest[0].startswith("-"):
         rest = [f"--what={rest[0]}"] + rest[1:]
+    positional: list[str] = []
+    if command in POSITIONAL:
+        rest, positional = split_positional(rest)
     from reasonlab.config import ConfigError, load_config, parse_overrides
     from reasonlab.io import DataError
 
@@ -86,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         recipe, overrides = parse_overrides(rest)
         cfg = load_config(_load(COMMANDS[command][0]), recipe, overrides)
+        if positional:
+            setattr(cfg, POSITIONAL[command], list(getattr(cfg, POSITIONAL[command])) + positional)
         result = _load(COMMANDS[command][1])(cfg)
         _leave_process_group()
     except user_errors as err:

@@ -320,13 +320,17 @@ def _instantiate(cls: type, values: dict, where: str, base: Any = None) -> Any:
         raise ConfigError(f"{where}: invalid {cls.__name__}: {exc}") from None
 
 
-def load_config(cls: type, recipe: str | Path | None = None, overrides: list[str] = ()) -> Any:
-    """Build ``cls`` from its defaults, then the YAML ``recipe``, then ``overrides`` in order.
+def load_config(cls: type, recipe: str | Path | None = None, overrides: list[str] = (),
+                updates: dict | None = None, updates_where: str = "updates") -> Any:
+    """Build ``cls`` from its defaults, then the YAML ``recipe``, then ``updates``, then
+    ``overrides`` in order.
 
     Args:
         cls: a dataclass type (fields may themselves be dataclasses).
         recipe: path to a YAML file whose top level is a mapping of field names, or None.
         overrides: ``["--key=value", "model.d_model=128", ...]``; later ones win.
+        updates: a nested mapping of field values (e.g. a pipeline recipe's settings for one
+            stage), merged over the recipe; errors name it ``updates_where``.
     Raises ConfigError for unknown keys (with suggestions), wrong types, bad YAML, a missing
     recipe, missing required fields, and ValueError/TypeError raised by ``__post_init__``.
     """
@@ -336,6 +340,8 @@ def load_config(cls: type, recipe: str | Path | None = None, overrides: list[str
     values: dict = {}
     if recipe is not None:
         values = _validate_mapping(cls, _read_recipe(recipe), where, "", from_text=False)
+    if updates:
+        values = _merge(values, _validate_mapping(cls, updates, updates_where, "", from_text=False))
     if isinstance(overrides, str):
         overrides = [overrides]
     for item in overrides:

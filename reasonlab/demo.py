@@ -6,7 +6,8 @@ Stages (each a normal stage with its own recipe; the demo only chains them and w
 2. ``verifiers`` — ORM and Monte-Carlo PRM value models for it (recipes/verifiers_tiny.yaml);
 3. ``sweep``     — every test-time method at matched compute, budget curves (recipes/sweep_tiny.yaml);
 4. ``grpo``      — RL with verifiable rewards from the base model (recipes/r1_zero_tiny.yaml);
-5. ``rft``       — the rejection-sampling baseline at the same sample budget (recipes/rft_tiny.yaml).
+5. ``rft``       — the rejection-sampling baseline at the same sample budget (recipes/rft_tiny.yaml);
+6. ``distill``   — imitation: the GRPO model teaches the base model (recipes/distill_tiny.yaml).
 
 Artifacts go to ``runs/<name>/`` (pretraining) and ``runs/<name>_<stage>/``; ``runs/<name>/results.md``
 holds the tables the README shows. ``--stages=[grpo,rft]`` re-runs some stages on the artifacts of
@@ -19,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-STAGES = ("pretrain", "verifiers", "sweep", "grpo", "rft")
+STAGES = ("pretrain", "verifiers", "sweep", "grpo", "rft", "distill")
 
 # quick mode: tiny versions of every stage (a smoke test of the whole chain)
 QUICK = {
@@ -32,10 +33,13 @@ QUICK = {
              "--eval_problems=12", "--eval.limit=12", "--eval.n=4", "--eval.ks=[1,2,4]"],
     "rft": ["--rounds=1", "--prompts_per_round=12", "--samples_per_prompt=4", "--eval_problems=12",
             "--eval.limit=12", "--eval.n=4", "--eval.ks=[1,2,4]"],
+    "distill": ["--prompts_per_round=12", "--samples_per_prompt=4", "--eval_problems=12",
+                "--eval.limit=12", "--eval.n=4", "--eval.ks=[1,2,4]"],
 }
 
 RECIPES = {"pretrain": "recipes/tiny.yaml", "verifiers": "recipes/verifiers_tiny.yaml",
-           "sweep": "recipes/sweep_tiny.yaml", "grpo": "recipes/r1_zero_tiny.yaml", "rft": "recipes/rft_tiny.yaml"}
+           "sweep": "recipes/sweep_tiny.yaml", "grpo": "recipes/r1_zero_tiny.yaml", "rft": "recipes/rft_tiny.yaml",
+           "distill": "recipes/distill_tiny.yaml"}
 
 
 @dataclass
@@ -142,6 +146,8 @@ def _run_stage(stage: str, cfg: DemoConfig, base_model: Path) -> dict:
         overrides.append(f"--model={base_model}")
     if stage == "sweep":
         overrides.append(f"--verifiers={root / (cfg.name + '_verifiers')}")
+    if stage == "distill":
+        overrides.append(f"--teacher={root / (cfg.name + '_grpo') / 'model'}")
     if stage == "rft" and not cfg.quick:
         overrides += _matched_rounds(root / f"{cfg.name}_grpo" / "summary.json", RECIPES["rft"])
     if cfg.quick:
@@ -187,7 +193,8 @@ def _stage_entry(stage: str):
             "verifiers": ("reasonlab.verifiers.train", "VerifierTrainConfig", "train_verifiers"),
             "sweep": ("reasonlab.eval.sweep", "SweepConfig", "run_sweep"),
             "grpo": ("reasonlab.train.grpo", "GRPOConfig", "grpo"),
-            "rft": ("reasonlab.train.rft", "RFTConfig", "rft")}[stage]
+            "rft": ("reasonlab.train.rft", "RFTConfig", "rft"),
+            "distill": ("reasonlab.train.distill", "DistillConfig", "distill")}[stage]
     module = importlib.import_module(spec[0])
     return getattr(module, spec[1]), getattr(module, spec[2])
 
@@ -200,7 +207,7 @@ def _load_summary(path: Path, stage: str) -> dict:
 
 SECTIONS = (("pretrain", "Base model (pretraining)"), ("verifiers", "Monte-Carlo step labels against the arith oracle"),
             ("sweep", "Test-time compute on the base model"), ("rl", "RL with verifiable rewards from the base model"))
-RL_LABELS = (("grpo", "GRPO"), ("rft", "rejection sampling (RFT)"))
+RL_LABELS = (("grpo", "GRPO"), ("rft", "rejection sampling (RFT)"), ("distill", "base distilled from GRPO"))
 
 
 def collect_results(root: Path, name: str) -> dict:
@@ -233,6 +240,40 @@ def report(cfg: DemoConfig) -> str:
     """``results.md`` from whatever stages have artifacts."""
     sections = render_sections(collect_results(Path(cfg.runs_dir), cfg.name))
     return "\n".join(f"### {title}\n\n{text}" for title, text in sections.items())
+
+
+def reproduction_line(new: dict | None, reference: dict | None) -> str:
+    """Whether this demo's pretraining is the README's run: the first logged step whose loss
+    differs from the committed reference (``docs/demo_results.json``), or "" with nothing to compare."""
+    from reasonlab.runs import first_divergence
+
+    if not new or not reference or not new.get("loss_trace") or not reference.get("loss_trace"):
+        return ""
+    d = first_divergence(reference["loss_trace"], new["loss_trace"])
+    if not d["compared"]:
+        return ""
+    if d["step"] is None:
+        return (f"Pretraining reproduced the README's run: the same loss at all {d['compared']} logged steps "
+                "(the same base model).")
+    return (f"Pretraining parted from the README's run at step {d['step']} (loss {d['other']:.6f} here, "
+            f"{d['reference']:.6f} there): this machine's numerics differ (CPU kernels, bf16), so expect the "
+            "figures within the spread the README states rather than equal to them.")
+
+
+def write_report(runs: list[Path], out: Path, title: str) -> str:
+    """The HTML report (``reasonlab report``) over the runs that exist; prints its path."""
+    from reasonlab.report.build import ReportConfig, build_report
+
+    present = [str(r) for r in runs if r.exists()]
+    return build_report(ReportConfig(runs=present, out=str(out), title=title)) if present else ""
+
+
+def reference_results() -> dict:
+    """The committed results of the README's demo run ({} when not in a source checkout)."""
+    try:
+        return json.loads(find_recipe("docs/demo_results.json").read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
 
 
 def run_demo(cfg: DemoConfig) -> dict:
@@ -268,6 +309,12 @@ def run_demo(cfg: DemoConfig) -> dict:
     atomic_write_text(root / cfg.name / "results.md", table + "\n" + timing)
     atomic_write_json(root / cfg.name / "results.json", collect_results(root, cfg.name))
     print("\n" + table + "\n" + timing)
+    if not cfg.quick and "pretrain" in times:
+        line = reproduction_line(collect_results(root, cfg.name).get("pretrain"), reference_results().get("pretrain"))
+        if line:
+            print(line)
+    write_report([root / (cfg.name if s == "pretrain" else f"{cfg.name}_{s}") for s in STAGES],
+                 root / cfg.name / "report.html", "reasonlab demo")
     print(f"artifacts: {root}/{cfg.name}/ and {root}/{cfg.name}_<stage>/; tables in {root}/{cfg.name}/results.md")
     summary = dict(summary) if summary else _load_summary(root / cfg.name / "summary.json", "pretrain")
     summary["run_dir"] = str(root / cfg.name)

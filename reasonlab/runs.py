@@ -33,8 +33,9 @@ __all__ = ["RUN_FILE", "NEVER_FINGERPRINTED", "check_run_name", "check_runs_dir"
 
 RUN_FILE = "run.json"
 RUN_MARKERS = (RUN_FILE, "config.yaml")   # what a run directory holds (older versions: no run.json)
-# config keys that name or place a run, or switch how it is opened: never part of a fingerprint
-NEVER_FINGERPRINTED = ("name", "runs_dir", "resume", "overwrite")
+# config keys that name or place a run, switch how it is opened, or only add where its metrics go:
+# never part of a fingerprint
+NEVER_FINGERPRINTED = ("name", "runs_dir", "resume", "overwrite", "log_to")
 _CHUNK = 1 << 20          # bytes hashed at the start, middle and end of a large weight file
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
 
@@ -237,3 +238,20 @@ def open_stage_run(cfg: Any, fp: dict) -> Path:
     """:func:`open_run` with a stage config's ``runs_dir``, ``name``, ``resume`` and ``overwrite``."""
     return open_run(cfg.runs_dir, cfg.name, fp, resume=getattr(cfg, "resume", False),
                     overwrite=getattr(cfg, "overwrite", False))
+
+
+def first_divergence(reference: list, other: list, rtol: float = 0.0) -> dict:
+    """Where two loss traces (``[[step, loss], ...]``) of one recipe part: the first logged step
+    present in both whose losses differ by more than ``rtol`` (relative), or None.
+
+    >>> first_divergence([[10, 2.0], [20, 1.5]], [[10, 2.0], [20, 1.4]])
+    {'compared': 2, 'step': 20, 'reference': 1.5, 'other': 1.4}
+    >>> first_divergence([[10, 2.0]], [[10, 2.0], [20, 1.0]])["step"] is None
+    True
+    """
+    theirs = {int(s): float(v) for s, v in other}
+    common = [(int(s), float(v)) for s, v in reference if int(s) in theirs]
+    for step, value in common:
+        if abs(theirs[step] - value) > rtol * abs(value):
+            return {"compared": len(common), "step": step, "reference": value, "other": theirs[step]}
+    return {"compared": len(common), "step": None, "reference": None, "other": None}

@@ -96,4 +96,5 @@ def test_eval_methods_runs_the_sweep_end_to_end(tmp_path):
     assert {p["method"] for p in summary["points"]} == set(cfg.methods)
     assert len(read_jsonl(run / "results.jsonl")) == 3 and read_json(run / "summary.json")["n_max"] == 4
     assert (run / "accuracy_vs_tokens.png").exists() and (run / "table.md").exists()
-    assert len(read_jsonl(run / "trees.jsonl")) == 6           # dvts and mcts, 3 problems each
+    trees = read_jsonl(run / "trees.jsonl")                   # beam search, dvts and mcts, 3 problems each
+    assert len(trees) == 9 and {t["method"] for t in trees} == {"beam_search", "dvts", "mcts"}

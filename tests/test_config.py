@@ -313,6 +313,8 @@ def test_every_shipped_recipe_loads_into_its_stage_config():
     from pathlib import Path
 
     from reasonlab.eval.sweep import SweepConfig
+    from reasonlab.pipeline import PipelineConfig
+    from reasonlab.train.distill import DistillConfig
     from reasonlab.train.grpo import GRPOConfig
     from reasonlab.train.pretrain import PretrainConfig as Pretrain
     from reasonlab.train.rft import RFTConfig
@@ -322,7 +324,8 @@ def test_every_shipped_recipe_loads_into_its_stage_config():
     stage = {"tiny": Pretrain, "countdown_tiny": Pretrain, "r1_zero_tiny": GRPOConfig,
              "r1_zero_countdown_tiny": GRPOConfig, "rft_tiny": RFTConfig, "verifiers_tiny": VerifierTrainConfig,
              "sweep_tiny": SweepConfig, "sft_tiny": SFTConfig,
-             "sos_search_tiny": Pretrain, "sos_optimal_tiny": Pretrain}
+             "sos_search_tiny": Pretrain, "sos_optimal_tiny": Pretrain, "notation_tiny": Pretrain,
+             "r1_pipeline_tiny": PipelineConfig, "distill_tiny": DistillConfig}
     recipes = sorted(Path(__file__).resolve().parent.parent.glob("recipes/*.yaml"))
     assert {r.stem for r in recipes} == set(stage), "a new recipe needs an entry here"
     for recipe in recipes:

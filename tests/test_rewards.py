@@ -25,7 +25,7 @@ def test_components_on_good_bad_and_hostile_completions():
                                          {"accuracy": 1.0, "format": 0.5, "language": 0.1})
     assert parts["accuracy"] == [1.0, 1.0, 0.0, 0.0, 0.0]
     assert parts["format"] == [1.0, 0.0, 1.0, 0.0, 0.0]
-    assert parts["language"][:3] == [1.0, 1.0, 0.0]            # no reasoning words before </think> -> 0
+    assert parts["language"][:3] == [1.0, 0.0, 0.0]            # arith: no computing line before </think> -> 0
     assert total[0] == pytest.approx(1.0 + 0.5 + 0.1)
     assert total[2] == pytest.approx(0.5)
     assert [v.correct for v in verdicts] == [True, True, False, False, False]
@@ -77,3 +77,15 @@ def test_prompt_sampler_state_roundtrip_and_errors():
         PromptSampler(10, "hardest")
     with pytest.raises(ValueError, match="low <= high"):
         PromptSampler(10, "curriculum", low=0.8, high=0.2)
+
+
+def test_language_reward_is_the_tasks_notation_consistency():
+    task = get_task("arith")
+    symbols = "c = a + b = 7 + 12 = 19\nd = c * 2 = 19 * 2 = 38"
+    words = "c is a plus b, 7 plus 12 makes 19\nd is c times 2, 19 times 2 makes 38"
+    mixed = "c = a + b = 7 + 12 = 19\nd is c times 2, 19 times 2 makes 38\ne = d - 1 = 38 - 1 = 37"
+    tail = "\n</think>\n<answer>38</answer>"
+    got = [rewards.language_reward(task, EX, t + tail, None) for t in (symbols, words, mixed)]
+    assert got == pytest.approx([1.0, 1.0, 2 / 3])
+    other = get_task("countdown")                                  # default: share of ASCII words
+    assert rewards.language_reward(other, EX, "try 1 + 2 \u6b63</think>", None) == pytest.approx(0.8)

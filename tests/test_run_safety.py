@@ -221,7 +221,7 @@ def test_broken_model_directories_give_one_line(ckpt, tmp_path, capsys, damage, 
     (["--top_p=1.5"], "top_p: must be in (0, 1]"),
     (["--dtype=fp8"], "dtype: unknown value 'fp8'"),
     (["--generate={nosuch: 1}"], "generate: arith: unknown difficulty option"),
-    (["--data_path=."], "data_path: task 'arith' generates its problems; data files are for gsm8k, math"),
+    (["--data_path=."], "data_path: task 'arith' generates its problems; data files are for code, gsm8k, math"),
     (["--task=gsm8k", "--data_path=nowhere.jsonl"], "data_path: nowhere.jsonl does not exist"),
     (["--max_completion_chars=0"], "max_completion_chars: must be >= 1"),
     (["--methods=[majority]", "--top_p=0.9"], "top_p: eval --methods runs the search sweep, which does not use it"),
@@ -301,7 +301,7 @@ def test_every_stage_has_help_with_defaults_and_comments(capsys):
         assert main([command, "--help"]) == 0, command
         out = capsys.readouterr().out
         assert out.startswith(f"usage: reasonlab {command}"), command
-        assert "--name=" in out or "--model=" in out or "--what=" in out, command
+        assert any(f"--{key}=" in out for key in ("name", "model", "what", "runs")), command
     assert main(["eval", "-h"]) == 0
     out = capsys.readouterr().out
     assert "--n=16" in out and "--overwrite=false  # delete an existing run" in out

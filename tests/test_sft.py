@@ -54,6 +54,22 @@ def test_one_document_with_positions_equals_the_default_forward():
     torch.testing.assert_close(masked, plain, atol=1e-6, rtol=1e-6)
 
 
+def test_documents_attend_to_themselves_as_under_the_block_diagonal_mask(monkeypatch):
+    from reasonlab.models import llama
+
+    model, _ = tiny_model(n_kv_heads=1)
+    doc_ids = torch.tensor([[0, 0, 0, 1, 1, 2, -1, -1], [0, 0, 0, 0, 0, 1, 1, 1]])
+    positions = torch.tensor([[0, 1, 2, 0, 1, 0, 0, 0], [0, 1, 2, 3, 4, 0, 1, 2]])
+    ids = torch.randint(3, 140, (2, 8))
+    gathered = model(ids, positions=positions, doc_ids=doc_ids)
+    monkeypatch.setattr(llama, "document_layout", lambda d: None)          # the mask path
+    masked = model(ids, positions=positions, doc_ids=doc_ids)
+    real = doc_ids >= 0                                                     # padding is never read
+    torch.testing.assert_close(gathered[real], masked[real], atol=1e-5, rtol=1e-5)
+    monkeypatch.undo()
+    assert llama.document_layout(torch.tensor([[0, 0, 1, 0]])) is None       # split document: the mask
+
+
 class Bigram(torch.nn.Module):
     """Logits at position t depend on token t only: a token's change reaches only the loss term
     whose target it is and the term it predicts from."""

@@ -7,8 +7,8 @@ from reasonlab.tasks import TASKS, Verdict, get_task
 
 
 def test_registry_names_and_error():
-    assert set(TASKS) == {"arith", "countdown", "gsm8k", "math"}
-    message = "unknown task 'x'; choose from: arith, countdown, gsm8k, math"
+    assert set(TASKS) == {"arith", "code", "countdown", "gsm8k", "math"}
+    message = "unknown task 'x'; choose from: arith, code, countdown, gsm8k, math"
     with pytest.raises(ValueError, match=message):
         get_task("x")
     assert get_task("arith").name == "arith"

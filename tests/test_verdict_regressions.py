@@ -59,7 +59,8 @@ def test_long_reasoning_is_graded_and_the_cap_is_an_option():
 
 def test_reasons_are_documented_in_one_place():
     assert {"ok", "wrong", "no_answer", "bad_format", "multiple_answers", "bad_expression",
-            "wrong_numbers", "timeout", "error"} == set(REASONS)
+            "wrong_numbers", "timeout", "error", "fail", "crash", "sandbox_violation",
+            "no_code"} == set(REASONS)
 
 
 # ---- 3. one unclosed-tag rule for every task -------------------------------------------------

@@ -20,6 +20,8 @@ BENCHES = {
     "sampler": "reasonlab.bench.sampler:bench_sampler",
     "train": "reasonlab.bench.train:bench_train",
     "grpo": "reasonlab.bench.grpo:bench_grpo",
+    "sandbox": "reasonlab.bench.sandbox:bench_sandbox",
+    "sft": "reasonlab.bench.sft:bench_sft",
 }
 
 
@@ -50,6 +52,9 @@ class BenchConfig:
     steps: int = 8                        # measured train steps per round
     repeats: int = 3
     seed: int = 0
+    programs: int = 1000                  # sandbox: programs run through the pool
+    sandbox_workers: int = 0              # sandbox: programs at once (0: two per CPU core)
+    sandbox_isolation: str = "auto"       # sandbox: auto | bwrap | unshare | none
 
 
 def run_bench(cfg: BenchConfig) -> dict:

@@ -97,6 +97,22 @@ def greedy_accuracy(model, tokenizer, task, problems: list[dict], template: str,
     return sum(solved) / max(1, len(solved))
 
 
+def language_stats(task, texts: list[str]) -> dict:
+    """Mean language consistency of the reasoning parts (``Task.language_consistency``; arith:
+    one notation or two) and the share of samples that mix (consistency below 1), over samples
+    with any reasoning.
+
+    >>> from reasonlab.tasks import get_task
+    >>> language_stats(get_task("arith"), ["c = a + b = 1 + 2 = 3\\n</think>", "no"])
+    {'language_consistency': 1.0, 'mixed_rate': 0.0}
+    """
+    scores = [task.language_consistency(t.split("</think>", 1)[0]) for t in texts]
+    scores = [x for x in scores if x > 0]
+    if not scores:
+        return {"language_consistency": None, "mixed_rate": None}
+    return {"language_consistency": sum(scores) / len(scores), "mixed_rate": sum(x < 1 for x in scores) / len(scores)}
+
+
 def reason_counts(rows: list[dict]) -> dict[str, int]:
     """How many samples got each verdict reason, in the order of ``tasks.REASONS`` (``ok``,
     ``wrong``, then each way of not answering: ``bad_format`` apart from ``wrong``).
@@ -223,6 +239,7 @@ def evaluate(cfg: EvalConfig, model=None, tokenizer=None, run_dir=None, progress
     metrics["truncation_rate"] = sum(r["finish_reasons"].count("length") for r in rows) / max(1, n_samples)
     metrics["answered_rate"] = sum(k is not None for r in rows for k in r["keys"]) / max(1, n_samples)
     metrics["verdicts"] = reason_counts(rows)
+    metrics.update(language_stats(task, [t for r in rows for t in r["completions"]]))
     seconds = time.perf_counter() - t0
     summary = {"task": cfg.task, "split": cfg.split, "template": cfg.template, "temperature": cfg.temperature,
                "n": cfg.n, "metrics": metrics, "policy_tokens": policy_tokens, "eval_seconds": round(seconds, 1),

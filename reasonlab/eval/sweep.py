@@ -5,8 +5,9 @@ prompt), scores each with the ORM and the PRM (value models from ``reasonlab ver
 encodes the prompt once and then the completion tokens) and with the arith oracle, then draws
 budget curves by subsampling (``eval.budget``). Methods that cannot be subsampled (CoT-decoding,
 beam search, DVTS, MCTS) run at each budget in ``search_ns``. Artifacts in ``runs/<name>/``:
-``results.jsonl`` (one row per problem), ``trees.jsonl`` (DVTS / MCTS trees at the largest
-budget), ``summary.json`` (curves, bars with paired bootstrap intervals, timings), ``table.md``
+``results.jsonl`` (one row per problem), ``trees.jsonl`` (beam search / DVTS / MCTS trees at the
+largest budget: every step with its PRM score; ``reasonlab report`` draws them), ``summary.json``
+(curves, bars with paired bootstrap intervals, timings), ``table.md``
 and ``accuracy_vs_tokens.png``.
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 SAMPLED = ("pass@k", "majority", "best_of_n_orm", "best_of_n_prm", "weighted_vote_orm", "weighted_vote_prm",
            "best_of_n_oracle")
 SEARCHED = ("cot_decoding", "cot_weighted_vote", "beam_search", "dvts", "mcts")
+TREES = ("beam_search", "dvts", "mcts")   # methods whose search trees go to trees.jsonl
 NEEDS = {"best_of_n_orm": "orm", "weighted_vote_orm": "orm", "best_of_n_prm": "prm", "weighted_vote_prm": "prm",
          "beam_search": "prm", "dvts": "prm", "mcts": "prm"}
 
@@ -212,7 +214,7 @@ def _write_rows(run, cfg, problems, samples, texts, searched) -> None:
                                 for (m, n), res in searched.items()}})
     write_jsonl(run / "results.jsonl", rows)
     trees = [{"id": problems[i]["id"], "method": m, "n": n, "tree": res[i].tree}
-             for (m, n), res in searched.items() if m in ("dvts", "mcts") and n == max(cfg.search_ns)
+             for (m, n), res in searched.items() if m in TREES and n == max(cfg.search_ns)
              for i in range(len(problems))]
     if trees:
         write_jsonl(run / "trees.jsonl", trees)

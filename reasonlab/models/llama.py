@@ -14,8 +14,11 @@ Numerically the same network as the ``transformers`` module of its family (tests
 agree to 1e-4). Differences from the Hugging Face modules are for speed only:
 
 - q/k/v live in one fused matrix ``qkv`` and gate/up in one ``gate_up`` (one matmul each);
-- training attention is ``scaled_dot_product_attention(is_causal=True)`` over packed sequences
-  (with ``positions`` / ``doc_ids``: a block-diagonal causal mask, documents kept apart);
+- training attention is ``scaled_dot_product_attention(is_causal=True)`` over packed sequences;
+  with ``positions`` / ``doc_ids`` each document attends to itself only: its tokens are gathered
+  into a batch of one document per row for the attention (``DocLayout``: causal, no mask, no
+  work spent on the other documents of its row) and scattered back (a block-diagonal mask when
+  a document's tokens are not contiguous in its row);
 - decoding lives in ``engine.tiny``, which reuses these blocks' projections with a KV cache.
 
 Shapes: B batch, T time, D model width, H query heads, K kv heads, E head dim, V vocabulary.
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -104,6 +108,50 @@ def rope_tables(positions: torch.Tensor, head_dim: int, theta: float,
     return emb.cos(), emb.sin()
 
 
+class DocLayout(NamedTuple):
+    """Where the tokens of packed rows go for document-wise attention: ``gather`` (N, L) the
+    flat (B*T) index of each document's tokens in order, right-padded with index 0; ``back``
+    (B*T,) the flat (N*L) slot of each token, N*L (a zero slot) for padding tokens."""
+    gather: torch.Tensor
+    back: torch.Tensor
+
+
+def document_layout(doc_ids: torch.Tensor) -> DocLayout | None:
+    """doc_ids (B, T) (padding: < 0) -> the ``DocLayout`` of its documents, or None when a
+    document's tokens are not one contiguous run of its row."""
+    b, t = doc_ids.shape
+    flat = doc_ids.reshape(-1)
+    where = (flat >= 0).nonzero()[:, 0]
+    if where.numel() == 0:
+        return None
+    key = (where // t) * (int(flat.max()) + 1) + flat[where]              # (row, document) of each token
+    _, counts = torch.unique_consecutive(key, return_counts=True)
+    if counts.numel() != torch.unique(key).numel():
+        return None
+    n, length = counts.numel(), int(counts.max())
+    doc = torch.repeat_interleave(torch.arange(n, device=flat.device), counts)
+    start = torch.cumsum(counts, 0) - counts
+    slot = doc * length + torch.arange(where.numel(), device=flat.device) - start[doc]
+    gather = torch.zeros(n * length, dtype=torch.long, device=flat.device).index_put_((slot,), where)
+    back = torch.full((b * t,), n * length, dtype=torch.long, device=flat.device).index_put_((where,), slot)
+    return DocLayout(gather.view(n, length), back)
+
+
+def attend_documents(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: DocLayout,
+                     gqa: bool) -> torch.Tensor:
+    """Causal attention of each document to itself: q (B, H, T, E), k / v (B, K, T, E) ->
+    (B, T, H*E); padding tokens get zeros."""
+    b, h, t, e = q.shape
+
+    def per_document(x: torch.Tensor) -> torch.Tensor:       # (B, X, T, E) -> (N, X, L, E)
+        return x.transpose(1, 2).reshape(b * t, x.shape[1], e)[layout.gather].transpose(1, 2)
+
+    y = F.scaled_dot_product_attention(per_document(q), per_document(k), per_document(v), is_causal=True,
+                                       enable_gqa=gqa)
+    y = y.transpose(1, 2).reshape(-1, h * e)
+    return torch.cat([y, y.new_zeros(1, h * e)])[layout.back].view(b, t, h * e)
+
+
 def document_mask(doc_ids: torch.Tensor) -> torch.Tensor:
     """doc_ids (B, T) -> (B, 1, T, T) bool: query t may attend to key s <= t of the same document."""
     t = doc_ids.shape[1]
@@ -160,12 +208,15 @@ class Block(nn.Module):
         return self.down(F.silu(gate) * up)
 
     def forward(self, x, cos, sin, mask=None):
-        """Causal self-attention block over full sequences. x: (B, T, D); ``mask`` (B, 1, T, T)
-        bool (True: may attend) replaces the plain causal mask (packed documents)."""
+        """Causal self-attention block over full sequences. x: (B, T, D); packed documents:
+        ``mask`` a ``DocLayout``, or a (B, 1, T, T) bool mask (True: may attend)."""
         b, t, _ = x.shape
         q, k, v = self.split_qkv(rms_norm(x, self.attn_norm, self.cfg.norm_eps))
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         gqa = self.cfg.n_heads != self.cfg.n_kv_heads
+        if isinstance(mask, DocLayout):
+            x = x + self.o(attend_documents(q, k, v, mask, gqa))
+            return x + self.mlp(x)
         if mask is None:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
         else:
@@ -222,7 +273,8 @@ class Llama(nn.Module):
         """Causal forward over full sequences. ids: (B, T) -> final normed hidden (B, T, D).
         Packed documents: ``positions`` (B, T) the RoPE position of each token (restarting at 0
         in each document) and ``doc_ids`` (B, T) which document it belongs to (a token attends
-        only to earlier tokens of its own document). None: positions 0..T-1, one document."""
+        only to earlier tokens of its own document; padding, id < 0, attends to nothing). None:
+        positions 0..T-1, one document."""
         t = ids.shape[1]
         if t > self.cfg.max_seq_len:
             raise ValueError(f"sequence length {t} > max_seq_len {self.cfg.max_seq_len}")
@@ -230,7 +282,9 @@ class Llama(nn.Module):
             cos, sin = self.rope(torch.arange(t, device=ids.device))
         else:
             cos, sin = (u[:, None] for u in self.rope(positions))        # (B, 1, T, E)
-        mask = None if doc_ids is None else document_mask(doc_ids)
+        mask = None if doc_ids is None else document_layout(doc_ids)
+        if doc_ids is not None and mask is None:                 # a document in several runs of a row
+            mask = document_mask(doc_ids)
         x = self.embed(ids)
         recompute = self.checkpointing(grad_checkpointing)
         for layer in self.layers:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from reasonlab.tasks.arith import ArithTask
 from reasonlab.tasks.base import REASONS, Task, Verdict
+from reasonlab.tasks.code import CodeTask
 from reasonlab.tasks.countdown import CountdownTask
 from reasonlab.tasks.gsm8k import GSM8KTask
 from reasonlab.tasks.math import MathTask
@@ -19,6 +20,7 @@ from reasonlab.tasks.prompts import TEMPLATES, check_r1_format, format_prompt
 
 TASKS = {
     "arith": ArithTask,
+    "code": CodeTask,
     "countdown": CountdownTask,
     "gsm8k": GSM8KTask,
     "math": MathTask,
@@ -44,4 +46,4 @@ def make_task(name: str, data_path: str = "", **options) -> Task:
 
 
 __all__ = ["REASONS", "TASKS", "TEMPLATES", "Task", "Verdict", "get_task", "make_task", "check_r1_format",
-           "format_prompt", "ArithTask", "CountdownTask", "GSM8KTask", "MathTask"]
+           "format_prompt", "ArithTask", "CodeTask", "CountdownTask", "GSM8KTask", "MathTask"]

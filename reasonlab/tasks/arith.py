@@ -16,6 +16,7 @@ from :meth:`ArithTask.trace_with_labels` for training process reward models.
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass
 
 from reasonlab.grading.extract import DEFAULT_MAX_COMPLETION_CHARS
@@ -27,6 +28,11 @@ MAX_ABS_VALUE = 10_000
 MAX_SMALL_FACTOR = 12
 REFLECTION_MARKER = "wait,"
 OPS = ("+", "-", "*")
+# The second notation of the same reasoning (``trace(notation="words")``): one table, both ways.
+OP_WORDS = {"+": "plus", "-": "minus", "*": "times"}
+NOTATIONS = ("symbols", "words", "mixed")
+_SYMBOL_LINE = re.compile(r"-?\(?\d+\)? [-+*] \(?-?\d+\)? = ")
+_WORD_LINE = re.compile(r"\(?-?\d+\)? (?:plus|minus|times) \(?-?\d+\)? makes ")
 
 
 @dataclass(frozen=True)
@@ -40,6 +46,47 @@ class Step:
 
     def text(self) -> str:
         return f"{self.target} = {self.left} {self.op} {self.right}"
+
+    def words(self) -> str:
+        return f"{self.target} is {self.left} {OP_WORDS[self.op]} {self.right}"
+
+
+def step_line(step: Step, lv: int, rv: int, result: int, notation: str) -> tuple[str, str]:
+    """(the step's line, its bare computation) in ``symbols`` (``c = a + b = 7 + 12 = 19``)
+    or ``words`` (``c is a plus b, 7 plus 12 makes 19``)."""
+    if notation == "words":
+        calc = f"{show(lv)} {OP_WORDS[step.op]} {show(rv)}"
+        return f"{step.words()}, {calc} makes {result}", calc
+    calc = f"{show(lv)} {step.op} {show(rv)}"
+    return f"{step.text()} = {calc} = {result}", calc
+
+
+def line_notation(line: str) -> str | None:
+    """Which notation a reasoning line computes in: ``symbols``, ``words`` or None (neither).
+
+    >>> line_notation("c = a + b = 7 + 12 = 19"), line_notation("c is a plus b, 7 plus 12 makes 19")
+    ('symbols', 'words')
+    >>> line_notation("hello") is None
+    True
+    """
+    if _SYMBOL_LINE.search(line):
+        return "symbols"
+    if _WORD_LINE.search(line):
+        return "words"
+    return None
+
+
+def notation_consistency(thinking: str) -> float:
+    """Share of the computing lines written in the notation most of them use (1.0: one notation
+    throughout; 0.5: half and half); 0 when no line computes.
+
+    >>> notation_consistency("c = a + b = 7 + 12 = 19\\nd is c times 2, 19 times 2 makes 38")
+    0.5
+    """
+    kinds = [k for k in map(line_notation, thinking.split("\n")) if k is not None]
+    if not kinds:
+        return 0.0
+    return max(kinds.count("symbols"), kinds.count("words")) / len(kinds)
 
 
 def apply(op: str, a: int, b: int) -> int:
@@ -156,7 +203,8 @@ class ArithTask(Task):
         return {"question": question, "answer": str(values[last]), "meta": meta}
 
     def trace_with_labels(self, example: dict, rng: random.Random, error_rate: float = 0.0,
-                          correction_rate: float = 0.0) -> tuple[str, list[tuple[str, bool]]]:
+                          correction_rate: float = 0.0, notation: str = "symbols", words_share: float | dict = 0.5,
+                          op_error_rates: dict | None = None) -> tuple[str, list[tuple[str, bool]]]:
         """The completion and ``(step_text, correct)`` per reasoning line.
 
         Each step is wrong with probability ``error_rate`` (never accidentally equal to the true
@@ -164,7 +212,17 @@ class ArithTask(Task):
         correction line with probability ``correction_rate``.
         A line is labelled correct iff afterwards every variable computed so far holds its true
         value (Math-Shepherd style oracle).
+
+        ``notation``: ``symbols`` (default), ``words``, or ``mixed`` (each step in words with
+        probability ``words_share``, a number or ``{op: probability}``: a writer who switches to
+        the notation that suits each operation). ``op_error_rates`` (``{notation: {op: rate}}``) overrides
+        ``error_rate`` per notation and operator, so one notation can be the more reliable one
+        for some operations (what makes mixing them pay, see ``recipes/notation_tiny.yaml``).
+        With the defaults the rng is drawn exactly as before the notations existed.
         """
+        if notation not in NOTATIONS:
+            raise ValueError(f"arith: notation must be one of {NOTATIONS}, got {notation!r}")
+        rates = op_error_rates or {}
         meta = example["meta"]
         truth = meta["values"]
         believed = dict(meta["inputs"])
@@ -176,27 +234,36 @@ class ArithTask(Task):
         for target, left, op, right in meta["program"]:
             step = Step(target, left, op, right)
             lv, rv = operand_value(left, believed), operand_value(right, believed)
-            calc = f"{show(lv)} {op} {show(rv)}"
             result = apply(op, lv, rv)
-            if rng.random() < error_rate:
+            share = words_share.get(op, 0.5) if isinstance(words_share, dict) else words_share
+            style = notation if notation != "mixed" else ("words" if rng.random() < share else "symbols")
+            eq = " makes " if style == "words" else " = "
+            if rng.random() < rates.get(style, {}).get(op, error_rate):
                 believed[target] = wrong_value(result, rng, avoid=truth[target])
-                steps.append((f"{step.text()} = {calc} = {believed[target]}", all_true()))
+                line, calc = step_line(step, lv, rv, believed[target], style)
+                steps.append((line, all_true()))
                 if rng.random() < correction_rate:
-                    line = (f"{REFLECTION_MARKER} {calc} = {believed[target]} is wrong. "
-                            f"{calc} = {result}")
+                    line = (f"{REFLECTION_MARKER} {calc}{eq}{believed[target]} is wrong. "
+                            f"{calc}{eq}{result}")
                     believed[target] = result
                     steps.append((line, all_true()))
             else:
                 believed[target] = result
-                steps.append((f"{step.text()} = {calc} = {result}", all_true()))
+                steps.append((step_line(step, lv, rv, result, style)[0], all_true()))
         text = r1_completion([s for s, _ in steps], str(believed[meta["target"]]),
                              self.step_separator)
         return text, steps
 
     def trace(self, example: dict, rng: random.Random, error_rate: float = 0.0,
-              correction_rate: float = 0.0) -> str:
-        """Completion text; equals ``trace_with_labels(...)[0]`` for the same rng state."""
-        return self.trace_with_labels(example, rng, error_rate, correction_rate)[0]
+              correction_rate: float = 0.0, **notation) -> str:
+        """Completion text; equals ``trace_with_labels(...)[0]`` for the same rng state
+        (``notation``: the notation options of :meth:`trace_with_labels`)."""
+        return self.trace_with_labels(example, rng, error_rate, correction_rate, **notation)[0]
+
+    def language_consistency(self, thinking: str) -> float:
+        """The share of computing lines in the majority notation (symbols or words; see
+        :func:`notation_consistency`)."""
+        return notation_consistency(thinking)
 
     def worked_solution(self, example: dict) -> str:
         _, steps = self.trace_with_labels(example, random.Random(0))

@@ -39,7 +39,14 @@ REASONS = {
     "bad_expression": "the answer is not in the task's answer grammar, or too large or undefined "
                       "to evaluate (not 6, 2x, 10**10**10, 1/0, power towers)",
     "wrong_numbers": "countdown: the expression does not use each given number exactly once",
-    "timeout": "math: the symbolic check was killed at its timeout",
+    "timeout": "math: the symbolic check was killed at its timeout; code: the program ran past its "
+               "wall-clock or CPU-time limit",
+    "fail": "code: the code loaded and ran, and a test failed (Verdict.detail names the test)",
+    "crash": "code: the code did not run to the end of the tests: a syntax error, an exception or "
+             "exit while loading, a signal, the memory or output limit",
+    "sandbox_violation": "code: the program tried a guarded operation (a process, a signal, a "
+                         "socket, ctypes, a write or delete outside its work directory)",
+    "no_code": "code: no code to run: no <answer> block and no ``` fence, or an empty one",
     "error": "the verifier failed on this input (a bug, or a malformed example row)",
 }
 
@@ -48,17 +55,28 @@ class SplitError(ConfigError, ValueError):
     """An unknown split name; one line with the valid choices."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Verdict:
     """Outcome of checking one completion.
 
     ``parsed`` is the extracted final answer (None if none was read); ``reason`` is a key of
-    :data:`REASONS`. ``correct`` is True only with reason ``"ok"``.
+    :data:`REASONS`. ``correct`` is True only with reason ``"ok"``. ``score`` is set only by a
+    task graded with partial credit (the code task's ``partial_credit=True``: the share of tests
+    passed); the accuracy reward uses it instead of ``correct`` when it is set. ``detail`` is one
+    optional line on why (the code task: which test failed). Both are left out of the repr when
+    unset.
     """
 
     correct: bool
     parsed: str | None
     reason: str
+    score: float | None = None
+    detail: str = ""
+
+    def __repr__(self) -> str:
+        extra = "".join(f", {name}={getattr(self, name)!r}" for name, unset in
+                        (("score", None), ("detail", "")) if getattr(self, name) != unset)
+        return f"Verdict(correct={self.correct!r}, parsed={self.parsed!r}, reason={self.reason!r}{extra})"
 
 
 def digest(text: str) -> str:
@@ -201,6 +219,18 @@ class Task:
     def worked_solution(self, example: dict) -> str:
         """A plain-text solution for few-shot prompts, ending with "The answer is X."."""
         return f"The answer is {example['answer']}."
+
+    def language_consistency(self, thinking: str) -> float:
+        """How consistently ``thinking`` keeps to one language, in [0, 1] (R1's language-consistency
+        reward; 0 for no reasoning): here the share of words in ASCII (our tasks are English and
+        arithmetic). Tasks with two notations of one reasoning override it (arith: the share of
+        lines in the majority notation).
+
+        >>> Task().language_consistency("a = 3 \u6b63\u786e"), Task().language_consistency("")
+        (0.75, 0.0)
+        """
+        words = thinking.split()
+        return sum(w.isascii() for w in words) / len(words) if words else 0.0
 
     def fewshot_examples(self, k: int = 4, seed: int = 0) -> list[dict]:
         """``k`` training rows used as few-shot demonstrations."""

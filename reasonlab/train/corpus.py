@@ -5,10 +5,12 @@ both, so a resumed run sees exactly the batches it would have seen, and no strea
 be checkpointed. A document is ``prompt(template) + trace + <eos>``; documents are packed back
 to back (attention crosses document boundaries, as in ordinary LM pretraining).
 
-Mixture spec (YAML), one entry per task::
+Mixture spec (YAML), one entry per source; an entry's name is its task unless it names one with
+``task:`` (so one task can enter twice, e.g. with two trace notations)::
 
     arith: {weight: 0.8, generate: {steps: [1, 6], max_operand: 20},
             trace: {error_rate: 0.1, correction_rate: 0.3}}
+    arith_words: {task: arith, weight: 0.2, trace: {notation: words}}
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-ALLOWED_KEYS = {"weight", "generate", "trace", "template"}
+ALLOWED_KEYS = {"task", "weight", "generate", "trace", "template"}
 
 
 @dataclass
@@ -42,7 +44,7 @@ def build_mixture(spec: dict, default_template: str, get_task) -> list[MixtureEn
         weight = float(item.get("weight", 1.0))
         if weight <= 0:
             raise ValueError(f"mixture.{name}.weight must be > 0, got {weight}")
-        entries.append(MixtureEntry(get_task(name), weight, dict(item.get("generate") or {}),
+        entries.append(MixtureEntry(get_task(item.get("task", name)), weight, dict(item.get("generate") or {}),
                                     dict(item.get("trace") or {}), item.get("template", default_template)))
     return entries
 

@@ -92,8 +92,10 @@ from reasonlab.train.rl_monitor import (
     plot_run,
     preflight,
     rollout_metrics,
+    sample_rows,
     write_summary,
 )
+from reasonlab.train.sinks import open_metrics
 from reasonlab.backends import BACKENDS
 from reasonlab.train.rollout import make_rollout_backend
 
@@ -150,6 +152,8 @@ class GRPOConfig(TrainingOptions):
     workers: int = 0                 # 0: one per core
     sampler_dtype: str = "bfloat16"
     eval_every: int = 10             # held-out pass@1 / maj@k every K steps (0: off)
+    sample_log_every: int = 10       # step 1 and every K steps: a few rollouts to samples.jsonl (0: off)
+    sample_log_n: int = 4            # rollouts written per logged step (one per group, the step's first groups)
     eval_problems: int = 200
     eval_n: int = 4
     ckpt_every: int = 10
@@ -180,7 +184,10 @@ def grpo(cfg: GRPOConfig, progress: bool = True) -> dict:
                 row.update(main_only(heldout_eval, s.sample_fn, s.tokenizer, s.task, s.eval_problems, cfg.template,
                                      cfg.eval_n, cfg.max_new_tokens, cfg.eval.seed, [1, cfg.eval_n]) or {})
             if is_main():
-                append_jsonl(s.run / "metrics.jsonl", row)
+                s.metrics.write(row)                                       # metrics.jsonl and the log_to sinks
+                if cfg.sample_log_every and (step == 0 or (step + 1) % cfg.sample_log_every == 0):
+                    for sample in sample_rows(step + 1, s.pool, *s.step_samples, cfg.sample_log_n):
+                        append_jsonl(s.run / "samples.jsonl", sample)
             bar.set_postfix(reward=f"{row.get('reward', 0):.3f}", acc=f"{row.get('accuracy', 0):.3f}",
                             len=f"{row.get('length_mean', 0):.0f}")
             out_of_time = cfg.time_budget_s > 0 and agree(cfg.time_budget_s <= row["elapsed_s"])  # rank 0's clock
@@ -192,6 +199,7 @@ def grpo(cfg: GRPOConfig, progress: bool = True) -> dict:
     finally:
         bar.close()
         s.close()
+        s.metrics.close()
     return finish(s, cfg, progress)
 
 
@@ -258,9 +266,9 @@ def setup(cfg: GRPOConfig) -> State:
     if state is not None:
         restore(s, state["trainer"])
     elif is_main():
-        log = s.run / "metrics.jsonl"
-        if log.exists():
-            log.unlink()
+        for log in (s.run / "metrics.jsonl", s.run / "samples.jsonl"):
+            if log.exists():
+                log.unlink()
     from reasonlab.models.hf import compute_dtype
 
     dtype = compute_dtype(cfg.sampler_dtype)
@@ -268,6 +276,8 @@ def setup(cfg: GRPOConfig) -> State:
     s.sample_fn, s.refresh, s.close = backend.sample, plain_refresh(backend.refresh), backend.close
     on_workers = cfg.worker_gradients and cfg.loss.beta <= 0 and workers_can_compute_gradients(s.policy)
     s.gradients = backend.gradients if on_workers else local_gradients
+    s.metrics = open_metrics(s.run / "metrics.jsonl", cfg.log_to if is_main() else [], s.run, cfg.name,
+                             config_to_dict(cfg), s.step)
     s.t0 = time.perf_counter()
     return s
 
@@ -381,6 +391,7 @@ def collect(s: State, cfg: GRPOConfig, step: int, check: bool = False):
         preflight(scored, parts_all, totals, parsed)
         return None
     s.samples += len(scored) * cfg.group_size
+    s.step_samples = (scored, texts_all, totals, parts_all.get("accuracy", []), parsed)   # for samples.jsonl
     row = {"generated": generated, "groups_scored": len(scored), "groups_trained": len(kept), "samples": s.samples}
     if scored:
         zero_var = float(np.mean([len(set(t)) <= 1 for t in totals]))
@@ -445,9 +456,9 @@ def restore(s: State, trainer: dict) -> None:
     np.random.set_state(trainer["rng"]["numpy"])
     s.sampler.load_state_dict(trainer["prompt_stats"])
     s.buffer, s.step, s.elapsed, s.samples = trainer["buffer"], trainer["step"], trainer["elapsed_s"], trainer["samples"]
-    log = s.run / "metrics.jsonl"
-    if is_main() and log.exists():
-        write_jsonl(log, [r for r in read_jsonl(log) if r.get("step", 0) <= s.step])
+    for log in (s.run / "metrics.jsonl", s.run / "samples.jsonl"):
+        if is_main() and log.exists():
+            write_jsonl(log, [r for r in read_jsonl(log) if r.get("step", 0) <= s.step])
 
 
 # ---- end of run ------------------------------------------------------------------------------

@@ -47,6 +47,7 @@ class TrainingOptions:
     lora_rank: int = 0               # > 0: train only LoRA adapters of this rank (0: full fine-tuning)
     lora_alpha: float = 16.0         # LoRA update scale alpha / lora_rank
     lora_targets: list[str] = field(default_factory=list)  # Linear names to adapt ([]: models.lora.DEFAULT_TARGETS)
+    log_to: list[str] = field(default_factory=list)  # metric sinks besides the jsonl: tensorboard, wandb (train.sinks)
 
 
 def training_device(name: str) -> torch.device:
@@ -88,6 +89,7 @@ def rank_device(device: torch.device) -> torch.device:
 def check_training_options(cfg) -> None:
     """ConfigError for a bad ``device``, ``lora_rank``, ``lora_alpha`` of a stage config."""
     from reasonlab.config import ConfigError
+    from reasonlab.train.sinks import check_log_to
 
     try:
         training_device(cfg.device)
@@ -97,6 +99,7 @@ def check_training_options(cfg) -> None:
         raise ConfigError(f"lora_rank: must be >= 0 (0: full fine-tuning), got {cfg.lora_rank}")
     if cfg.lora_rank > 0 and not cfg.lora_alpha > 0:
         raise ConfigError(f"lora_alpha: must be > 0, got {cfg.lora_alpha}")
+    check_log_to(getattr(cfg, "log_to", []))
     if getattr(cfg, "fsdp", False) and cfg.lora_rank > 0:
         raise ConfigError("fsdp: LoRA adapters cannot be trained with fsdp; use lora_rank=0 or fsdp=false")
 

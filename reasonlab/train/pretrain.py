@@ -16,20 +16,21 @@ import math
 import random
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from reasonlab.config import config_to_dict, save_config
 from reasonlab.eval.run import EvalConfig, evaluate, greedy_accuracy
-from reasonlab.io import append_jsonl, atomic_write_json, run_metadata
+from reasonlab.io import atomic_write_json, run_metadata
 from reasonlab.models.checkpoint import (
     load_checkpoint,
     resolve_checkpoint,
     save_checkpoint,
 )
 from reasonlab.models.llama import Llama, LlamaConfig
-from reasonlab.models.tokenizer import CharTokenizer
+from reasonlab.models.tokenizer import DEFAULT_WORDS, CharTokenizer
 from reasonlab.tasks import get_task
 from reasonlab.train.corpus import build_mixture, packed_batch
 from reasonlab.train.distributed import (
@@ -41,6 +42,7 @@ from reasonlab.train.distributed import (
     token_share,
 )
 from reasonlab.train.precision import autocast_for, model_device, set_grad_checkpointing
+from reasonlab.train.sinks import check_log_to, open_metrics
 
 
 def _default_mixture() -> dict:
@@ -55,6 +57,7 @@ class PretrainConfig:
     seed: int = 0
     model: LlamaConfig = field(default_factory=LlamaConfig)
     mixture: dict = field(default_factory=_default_mixture)
+    tokenizer_words: list[str] = field(default_factory=list)  # word pieces added to the tokenizer's defaults
     template: str = "r1"
     loss_on_prompt: bool = True      # False: the loss sees completions (traces) only
     seq_len: int = 512
@@ -68,6 +71,7 @@ class PretrainConfig:
     grad_clip: float = 1.0
     autocast: str = "bfloat16"       # "bfloat16" or "none"
     grad_checkpointing: bool = False  # recompute each layer's activations in backward (less memory, slower)
+    log_to: list[str] = field(default_factory=list)  # metric sinks besides the jsonl: tensorboard, wandb (train.sinks)
     ckpt_every: int = 200
     log_every: int = 10
     eval_every: int = 0              # > 0: greedy accuracy on 64 held-out problems every K steps
@@ -145,13 +149,13 @@ def check_config(cfg: PretrainConfig) -> list:
     if cfg.seq_len > cfg.model.max_seq_len:
         raise ConfigError(f"seq_len: {cfg.seq_len} is longer than model.max_seq_len={cfg.model.max_seq_len}")
     check_choice("autocast", cfg.autocast, ("bfloat16", "none"))
+    check_log_to(cfg.log_to)
     check_eval_config(cfg.eval, model_required=False, prefix="eval.")
     return mixture
 
 
 def open_pretrain_run(cfg: PretrainConfig, world: int, main: bool):
     """Rank 0 opens (or refuses) the run directory; every rank learns the outcome."""
-    from pathlib import Path
 
     from reasonlab.config import ConfigError
     from reasonlab.runs import fingerprint, open_stage_run
@@ -174,7 +178,7 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> dict:
     """Run the stage; returns the summary dict (also written to ``summary.json``)."""
     from tqdm.auto import tqdm
 
-    tokenizer = CharTokenizer()
+    tokenizer = CharTokenizer(words=DEFAULT_WORDS + tuple(cfg.tokenizer_words))
     cfg.model.vocab_size = tokenizer.vocab_size
     mixture = check_config(cfg)
     dist = dist_setup(backend="gloo")          # the tiny model trains on the cpu
@@ -206,6 +210,8 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> dict:
                disable=not progress or not main, dynamic_ncols=True)
     tokens_per_step = cfg.batch_size * cfg.seq_len
     window_t, window_steps, step = time.perf_counter(), 0, start
+    metrics = open_metrics(run / "train_log.jsonl", cfg.log_to if main else [], run, cfg.name, config_to_dict(cfg),
+                           start)
     for step in bar:
         if cfg.time_budget_s > 0 and step > cfg.warmup_steps:
             # Re-plan the schedule so the cosine ends when the wall budget does.
@@ -226,18 +232,17 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> dict:
             now = time.perf_counter()
             tok_s = window_steps * tokens_per_step / (now - window_t)
             window_t, window_steps = now, 0
-            append_jsonl(run / "train_log.jsonl", {"step": step + 1, "loss": loss, "lr": lr, "tokens_per_s": tok_s,
-                                                   "elapsed_s": now - t0})
+            metrics.write({"step": step + 1, "loss": loss, "lr": lr, "tokens_per_s": tok_s, "elapsed_s": now - t0})
             bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tok_s:,.0f}")
         if main and cfg.eval_every > 0 and (step + 1) % cfg.eval_every == 0:
             acc = greedy_accuracy(model, tokenizer, eval_task, quick_problems, cfg.eval.template,
                                   cfg.eval.max_new_tokens)
-            append_jsonl(run / "train_log.jsonl", {"step": step + 1, "heldout_greedy_acc": acc,
-                                                   "elapsed_s": time.perf_counter() - t0})
+            metrics.write({"step": step + 1, "heldout_greedy_acc": acc, "elapsed_s": time.perf_counter() - t0})
             bar.write(f"step {step + 1}: held-out greedy accuracy {acc:.3f}")
         if main and (step + 1) % cfg.ckpt_every == 0:
             _save(ckpt_dir, model, tokenizer, opt, step + 1, time.perf_counter() - t0, cfg)
     bar.close()
+    metrics.close()
     steps_done = step + 1 if total > start else start
     train_s = time.perf_counter() - t0
     if not main:
@@ -248,10 +253,18 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> dict:
     eval_summary = evaluate(cfg.eval, model=model, tokenizer=tokenizer, run_dir=run, progress=progress)
     summary = {"stage": "pretrain", "steps": steps_done, "train_seconds": round(train_s, 1),
                "params": model.num_params(), "tokens_seen": steps_done * tokens_per_step,
-               "world_size": dist.world,
+               "world_size": dist.world, "loss_trace": loss_trace(run / "train_log.jsonl"),
                "eval": eval_summary, **run_metadata(cfg.seed)}
     atomic_write_json(run / "summary.json", summary)
     return summary
+
+
+def loss_trace(path) -> list[list]:
+    """``[[step, loss], ...]`` of a run's training log: the fingerprint that shows where two runs
+    of one recipe part (:func:`reasonlab.runs.first_divergence`)."""
+    from reasonlab.io import read_jsonl
+
+    return [[row["step"], row["loss"]] for row in read_jsonl(path) if "loss" in row] if Path(path).exists() else []
 
 
 def _has_checkpoint(path) -> bool:

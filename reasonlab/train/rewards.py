@@ -14,19 +14,22 @@ computes every weighted component for a group and their weighted sum.
 """
 from __future__ import annotations
 
-import re
+
 
 from reasonlab.tasks.prompts import check_r1_format
 
 
 def accuracy_reward(task, example: dict, text: str, verdict) -> float:
-    """1 if the task's verifier accepts the completion, else 0.
+    """1 if the task's verifier accepts the completion, else 0; a task graded with partial credit
+    sets ``verdict.score`` (the code task: share of tests passed), which is used instead.
 
     >>> from reasonlab.tasks import get_task
     >>> t = get_task("arith"); ex = {"answer": "3"}
     >>> accuracy_reward(t, ex, "<answer>3</answer>", t.verify(ex, "<answer>3</answer>"))
     1.0
     """
+    if getattr(verdict, "score", None) is not None:
+        return float(verdict.score)
     return 1.0 if verdict.correct else 0.0
 
 
@@ -41,24 +44,19 @@ def format_reward(task, example: dict, text: str, verdict) -> float:
     return 1.0 if check_r1_format(text) else 0.0
 
 
-_WORD = re.compile(r"\S+")
-
-
 def language_reward(task, example: dict, text: str, verdict) -> float:
-    """Language consistency (R1): the share of words in the reasoning part (before ``</think>``)
-    written in the target script (ASCII here: our tasks are English and arithmetic). An empty
-    reasoning gets 0.
+    """Language consistency (R1) of the reasoning part (before ``</think>``), as the task defines
+    it (:meth:`Task.language_consistency`: the share of ASCII words by default; arith: the share
+    of lines in one notation). An empty reasoning gets 0.
 
-    >>> language_reward(None, {}, "a = 1 + 2 = 3 ok</think>", None)
+    >>> from reasonlab.tasks import get_task
+    >>> t = get_task("countdown")
+    >>> language_reward(t, {}, "a = 1 + 2 = 3 ok</think>", None)
     1.0
-    >>> language_reward(None, {}, "a = 3 \u6b63\u786e</think>", None)
+    >>> language_reward(t, {}, "a = 3 \u6b63\u786e</think>", None)
     0.75
     """
-    thinking = text.split("</think>", 1)[0]
-    words = _WORD.findall(thinking)
-    if not words:
-        return 0.0
-    return sum(w.isascii() for w in words) / len(words)
+    return task.language_consistency(text.split("</think>", 1)[0])
 
 
 def length_rewards(lengths: list[int], correct: list[bool]) -> list[float]:

@@ -26,11 +26,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from reasonlab.config import save_config
+from reasonlab.config import config_to_dict, save_config
 from reasonlab.engine.sampler import SamplingConfig
 from reasonlab.eval.run import EvalConfig, generate_problems
 from reasonlab.io import (
-    append_jsonl,
     read_jsonl,
     run_metadata,
 )
@@ -47,6 +46,7 @@ from reasonlab.train.distributed import (
 from reasonlab.train.rl_dist import check_divisible, main_only, open_run_on_main, rank_workers, world_facts
 from reasonlab.train.precision import TrainingOptions, check_training_options, prepare_policy, process_group_backend
 from reasonlab.train.rl_monitor import heldout_eval, plot_run, write_summary
+from reasonlab.train.sinks import open_metrics
 from reasonlab.train.selectors import FINISHED, SELECTORS, Sample, select
 from reasonlab.train.sft import sft_step
 from reasonlab.train.fsdp import full_model, is_sharded, plain_policy, plain_refresh, sharded_sft_step
@@ -71,7 +71,7 @@ class RFTConfig(TrainingOptions):
     max_new_tokens: int = 160
     temperature: float = 1.0
     dedup: bool = True                # keep one copy of identical kept completions of a problem
-    selector: str = "correct"         # train.selectors: correct (gold labels) | shortest | majority (LMSI: no labels)
+    selector: str = "correct"         # train.selectors: correct (gold labels) | shortest | readable | majority (LMSI: no labels)
     vote_threshold: float = 0.0       # majority: least vote share of the pseudo-label (0: any plurality)
     teacher: str = ""                 # sample from this model instead of the policy (distillation); "": the policy
     epochs: int = 1
@@ -145,6 +145,7 @@ def rft(cfg: RFTConfig, progress: bool = True) -> dict:
         backend = make_rollout_backend(cfg.backend, plain_policy(policy), tokenizer, dtype, workers)   # plain weights
         refresh = plain_refresh(backend.refresh)
     sample_fn, close = backend.sample, backend.close
+    metrics = open_metrics(run / "metrics.jsonl", cfg.log_to if is_main() else [], run, cfg.name, config_to_dict(cfg))
     t0, samples = time.perf_counter(), 0
     try:
         for r in range(cfg.rounds):
@@ -163,12 +164,13 @@ def rft(cfg: RFTConfig, progress: bool = True) -> dict:
                                      cfg.max_new_tokens, cfg.eval.seed, [1, cfg.eval_n]) or {})
             if not is_main():
                 continue
-            append_jsonl(run / "metrics.jsonl", row)
+            metrics.write(row)                                   # metrics.jsonl and the log_to sinks
             if progress:
                 print(f"rft round {r + 1}/{cfg.rounds}: sample acc {acc:.3f}, kept {len(kept)}, loss {loss:.3f}"
                       + (f", held-out pass@1 {row['heldout_pass@1']:.3f}" if "heldout_pass@1" in row else ""))
     finally:
         close()
+        metrics.close()
     train_s = time.perf_counter() - t0
     policy = full_model(policy)                            # FSDP: every rank gathers the full weights
     if not is_main():                                      # torchrun: rank 0 writes the artifacts
@@ -218,9 +220,11 @@ def keep_selected(sample_fn, tokenizer, task, problems: list[dict], cfg: RFTConf
     for i, example in enumerate(problems):
         group = []
         for r in range(i * n, (i + 1) * n):
-            verdict = task.verify(example, tokenizer.decode(batch.completion_ids[r]))
+            text = tokenizer.decode(batch.completion_ids[r])
+            verdict = task.verify(example, text)
             key = task.canonical(verdict.parsed) if verdict.parsed is not None else None
-            group.append(Sample(batch.completion_ids[r], verdict.correct, key, batch.finish_reasons[r]))
+            group.append(Sample(batch.completion_ids[r], verdict.correct, key, batch.finish_reasons[r],
+                                readable(task, text) if cfg.selector == "readable" else True))
         picked = select(group, cfg.selector, cfg.vote_threshold, cfg.dedup)
         kept += [(prompts[i], group[j].ids) for j in picked]
         counts["samples"] += n
@@ -230,6 +234,14 @@ def keep_selected(sample_fn, tokenizer, task, problems: list[dict], cfg: RFTConf
         counts["kept"] += len(picked)
         counts["kept_correct"] += sum(group[j].correct for j in picked)
     return kept, counts
+
+
+def readable(task, text: str) -> bool:
+    """R1's readability filter: the completion follows the R1 format and its reasoning keeps to
+    one language (notation) throughout."""
+    from reasonlab.tasks.prompts import check_r1_format
+
+    return check_r1_format(text) and task.language_consistency(text.split("</think>", 1)[0]) >= 1.0
 
 
 def load_teacher(path: str, tokenizer):

@@ -27,6 +27,29 @@ def rollout_metrics(groups, parts: dict[str, list[float]], totals: list[float], 
     return out
 
 
+def sample_rows(step: int, pool: list[dict], groups, texts: list[str], totals: list[list[float]],
+                accuracy: list[float], parsed: list, n: int) -> list[dict]:
+    """Up to ``n`` rollouts of one step for ``samples.jsonl`` (what the policy wrote, as training saw
+    it): the first completion of each of the step's first ``n`` scored groups. ``texts``,
+    ``accuracy`` and ``parsed`` are flat in group order, ``totals`` per group.
+
+    >>> class G: index, rows = 0, [None, None]
+    >>> sample_rows(5, [{"id": "p", "question": "q", "answer": "4"}], [G()], ["<answer>4</answer>", "x"],
+    ...             [[1.1, 0.0]], [1.0, 0.0], ["4", None], 4)[0]["correct"]
+    True
+    """
+    out, at = [], 0
+    for grp, total in zip(groups, totals):
+        if len(out) < n:
+            problem = pool[grp.index]
+            out.append({"step": step, "id": problem.get("id"), "question": problem.get("question"),
+                        "answer": problem.get("answer"), "completion": texts[at], "reward": total[0],
+                        "correct": bool(accuracy[at] > 0) if at < len(accuracy) else None,
+                        "parsed": parsed[at] if at < len(parsed) else None})
+        at += len(grp.rows)
+    return out
+
+
 def preflight(groups, parts: dict[str, list[float]], totals_by_group: list[list[float]], parsed: list) -> None:
     """Stop with a fix hint when a sampled batch shows the run cannot learn."""
     finish = [r.finish for g in groups for r in g.rows]

@@ -7,6 +7,8 @@ to keep (before de-duplication). Every selector keeps only completions that ende
 
 - ``correct`` (STaR / ReST / RFT, distillation): every sample the task verifier accepts (gold labels);
 - ``shortest``: the shortest correct sample(s) (distillation into short traces; ties all kept);
+- ``readable`` (R1's cold-start and rejection-sampling data): correct samples that are also readable
+  (the R1 format, and one language / notation throughout: ``Task.language_consistency`` = 1);
 - ``majority`` (LMSI, Huang et al. 2022): no gold label. The majority answer of the problem's
   samples is its pseudo-label when its vote share is at least ``threshold``; the samples that
   give it are kept. Whether the label is right is not looked at (the caller counts it).
@@ -16,6 +18,8 @@ to keep (before de-duplication). Every selector keeps only completions that ende
 ([0, 1], [0], [0, 1])
 >>> SELECTORS["majority"](s, 0.7)
 []
+>>> SELECTORS["readable"]([Sample([1], True, "7", "eos", readable=False), Sample([2], True, "7", "eos")], 0.0)
+[1]
 """
 from __future__ import annotations
 
@@ -33,6 +37,7 @@ class Sample:
     correct: bool
     key: object           # canonical answer (None: no answer)
     finish: str           # "eos" | "stop" | "length"
+    readable: bool = True  # R1 format and one language throughout (``readable`` selector)
 
 
 def _correct(samples: list[Sample], threshold: float) -> list[int]:
@@ -45,6 +50,10 @@ def _shortest(samples: list[Sample], threshold: float) -> list[int]:
         return []
     least = min(len(samples[i].ids) for i in ok)
     return [i for i in ok if len(samples[i].ids) == least]
+
+
+def _readable(samples: list[Sample], threshold: float) -> list[int]:
+    return [i for i in _correct(samples, threshold) if samples[i].readable]
 
 
 def majority_label(samples: list[Sample], threshold: float) -> object:
@@ -67,6 +76,7 @@ def _majority(samples: list[Sample], threshold: float) -> list[int]:
 SELECTORS: dict[str, Callable[[list[Sample], float], list[int]]] = {
     "correct": _correct,
     "shortest": _shortest,
+    "readable": _readable,
     "majority": _majority,
 }
 

@@ -39,12 +39,13 @@ import torch
 from reasonlab.train.rl_monitor import write_summary
 from reasonlab.config import config_to_dict, save_config
 from reasonlab.eval.run import EvalConfig
-from reasonlab.io import append_jsonl, read_jsonl, run_metadata, write_jsonl
+from reasonlab.io import read_jsonl, run_metadata, write_jsonl
 from reasonlab.models.lora import lora_state, merged_policy, trainable_parameters
 from reasonlab.train import rl
 from reasonlab.train.distributed import all_reduce_grads, all_reduce_mean, block_slice, token_share
 from reasonlab.train.precision import autocast_for, batch_to, check_training_options, model_device, prepare_policy
 from reasonlab.train.sft_data import Doc, DataReport
+from reasonlab.train.sinks import open_metrics
 
 
 @dataclass
@@ -82,6 +83,7 @@ class SFTConfig:
     lora_rank: int = 0               # > 0: train only LoRA adapters of this rank (0: full fine-tuning)
     lora_alpha: float = 16.0         # LoRA update scale alpha / lora_rank
     lora_targets: list[str] = field(default_factory=list)  # Linear names to adapt ([]: models.lora.DEFAULT_TARGETS)
+    log_to: list[str] = field(default_factory=list)  # metric sinks besides the jsonl: tensorboard, wandb (train.sinks)
     ckpt_every: int = 50             # checkpoint every K steps (and at the end)
     resume: bool = False             # continue from the run's checkpoint (same settings only)
     overwrite: bool = False          # delete an existing run of this name and start over
@@ -145,10 +147,16 @@ def row_tensors(rows: list[list[Doc]]) -> dict:
     return {"ids": ids, "positions": positions, "doc_ids": doc_ids, "mask": mask}
 
 
-def _packed_logprobs(model, t: dict) -> torch.Tensor:
-    """``rl.token_logprobs`` over packed rows (document positions and mask)."""
-    logits = model(t["ids"], positions=t["positions"], doc_ids=t["doc_ids"])[:, :-1].float()
-    return torch.log_softmax(logits, -1).gather(2, t["ids"][:, 1:, None])[..., 0]
+def _packed_completion_nll(model, t: dict) -> torch.Tensor:
+    """Summed next-token loss of the completion tokens of packed rows (document positions and
+    mask). The LM head and the softmax run only at the positions that predict a completion token:
+    the prompts' logits, which the loss never reads, are not computed (nor their gradients)."""
+    import torch.nn.functional as F
+
+    hidden = model.hidden(t["ids"], positions=t["positions"], doc_ids=t["doc_ids"])[:, :-1]
+    keep = t["mask"].bool()
+    logits = model.lm_head(hidden[keep]).float()
+    return F.cross_entropy(logits, t["ids"][:, 1:][keep], reduction="sum")
 
 
 def accumulate_loss(model, docs: list[Doc], seq_len: int = 0, packing: bool = False, micro_tokens: int = 0,
@@ -165,8 +173,11 @@ def accumulate_loss(model, docs: list[Doc], seq_len: int = 0, packing: bool = Fa
     for group in micro_batches(rows, micro_tokens):
         t = batch_to(row_tensors(group), model_device(model))
         with autocast_for(model, autocast):
-            logp = _packed_logprobs(model, t) if packed else rl.token_logprobs(model, t["ids"])
-        loss = -(logp * t["mask"]).sum() / n_tok
+            if packed:
+                nll = _packed_completion_nll(model, t)
+            else:
+                nll = -(rl.token_logprobs(model, t["ids"]) * t["mask"]).sum()
+        loss = nll / n_tok
         (loss * scale if scale != 1.0 else loss).backward()
         total += float(loss.detach())
     return total
@@ -339,6 +350,7 @@ def sft(cfg: SFTConfig, progress: bool = True) -> dict:
     order: tuple[int, list[int]] = (-1, [])
     bar = tqdm(range(start, total), initial=start, total=total, desc=f"sft {cfg.name}", disable=not progress,
                dynamic_ncols=True)
+    metrics = open_metrics(run / "metrics.jsonl", cfg.log_to, run, cfg.name, config_to_dict(cfg), start)
     for step in bar:
         epoch, k = divmod(step, per_epoch)
         if order[0] != epoch:
@@ -349,13 +361,13 @@ def sft(cfg: SFTConfig, progress: bool = True) -> dict:
                         cfg.autocast, lr)
         tokens += sum(len(p) + len(c) for p, c in chunk)
         elapsed = time.perf_counter() - t0
-        append_jsonl(run / "metrics.jsonl", {"step": step + 1, "epoch": epoch + 1, "loss": loss, "lr": lr,
-                                             "tokens": tokens, "tokens_per_s": tokens / max(elapsed, 1e-9),
-                                             "elapsed_s": elapsed})
+        metrics.write({"step": step + 1, "epoch": epoch + 1, "loss": loss, "lr": lr, "tokens": tokens,
+                       "tokens_per_s": tokens / max(elapsed, 1e-9), "elapsed_s": elapsed})
         bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}")
         if (step + 1) % cfg.ckpt_every == 0 or step + 1 == total:
             _save_state(run, policy, tokenizer, opt, {"step": step + 1, "elapsed_s": elapsed, "tokens": tokens}, cfg)
     bar.close()
+    metrics.close()
     return finish(cfg, run, policy, tokenizer, report, total, tokens, time.perf_counter() - t0, progress)
 
 

@@ -3,7 +3,8 @@ them (outcome: ``task.verify``; process: Monte-Carlo rollouts), train an ORM and
 model initialised from the policy, and measure the MC labels against the arith oracle.
 
 Artifacts in ``runs/<name>/``: ``orm/`` and ``prm/`` (value-model checkpoints), ``labels.jsonl``
-(solutions with their MC step labels; reused with ``resume: true``), ``summary.json``.
+(solutions with their MC step labels; reused with ``resume: true``), ``metrics.jsonl`` (the value
+models' loss per step, also to the ``log_to`` sinks), ``summary.json``.
 """
 from __future__ import annotations
 
@@ -41,6 +42,7 @@ class VerifierTrainConfig:
     lm_features: bool = False         # value models also read the policy's token log-probs (value_model)
     prm_outcomes: bool = False        # PRM also sees the solutions without rollouts, on their last step only
     kinds: list[str] = field(default_factory=lambda: ["orm", "prm"])
+    log_to: list[str] = field(default_factory=list)  # metric sinks besides metrics.jsonl: tensorboard, wandb (train.sinks)
     seed: int = 7
     resume: bool = False              # reuse the run's labels.jsonl (same settings only)
     overwrite: bool = False           # delete an existing run of this name and start over
@@ -53,6 +55,7 @@ TRAINING_KEYS = ("mc_consistent", "prm_targets", "orm_targets", "epochs", "batch
 def _check(cfg: VerifierTrainConfig) -> None:
     from reasonlab.checks import check_min, check_model_ref, check_task
     from reasonlab.config import ConfigError
+    from reasonlab.train.sinks import check_log_to
 
     check_task(cfg.task, template=cfg.template)
     check_min(cfg, {"problems": 1, "samples": 1, "mc_k": 1, "max_new_tokens": 1, "workers": 0, "epochs": 1,
@@ -72,6 +75,7 @@ def _check(cfg: VerifierTrainConfig) -> None:
         raise ConfigError(f"kinds must be a non-empty subset of [orm, prm], got {cfg.kinds}")
     check_model_ref(cfg.model)
     check_model_ref(cfg.completer, "completer", required=False)
+    check_log_to(cfg.log_to)
 
 
 def orm_rows(prompts, solutions, correct, per_token: bool):
@@ -141,6 +145,8 @@ def train_verifiers(cfg: VerifierTrainConfig) -> dict:
     from reasonlab.runs import fingerprint, model_digest, open_stage_run
     from reasonlab.models.hf import load_policy
     from reasonlab.verifiers.mc_labels import mc_step_labels, oracle_agreement
+    from reasonlab.config import config_to_dict
+    from reasonlab.train.sinks import open_metrics
     from reasonlab.verifiers.validate import validation_report
     from reasonlab.verifiers.value_model import (
         ValueTrainConfig,
@@ -200,6 +206,8 @@ def train_verifiers(cfg: VerifierTrainConfig) -> dict:
                     [[len(prompts[p]) + len(c) - 1] for p, c in solutions]),
             "prm": prm_data(prompts, solutions, correct, mc_solutions, labels, cfg)}
     out = {}
+    (run / "metrics.jsonl").unlink(missing_ok=True)      # value-model losses: step counts over both models
+    metrics = open_metrics(run / "metrics.jsonl", cfg.log_to, run, cfg.name, config_to_dict(cfg))
     for kind in cfg.kinds:
         sols, rows, rank_pos = data[kind]
         keep = [i for i, (p, _) in enumerate(sols) if p < n_train]
@@ -209,6 +217,9 @@ def train_verifiers(cfg: VerifierTrainConfig) -> dict:
                                    starts=[len(prompts[sols[i][0]]) for i in keep],
                                    groups=[sols[i][0] for i in keep],
                                    rank_positions=None if rank_pos is None else [rank_pos[i] for i in keep])
+        done = sum(o["steps"] for o in out.values())
+        for i, loss in enumerate(losses):
+            metrics.write({"step": done + i + 1, f"{kind}_loss": loss})
         save_value_model(run / kind, model, tokenizer, {"kind": kind, "policy": cfg.model,
                                                         "targets": cfg.orm_targets if kind == "orm" else cfg.prm_targets,
                                                         "pairwise": cfg.pairwise})
@@ -219,6 +230,7 @@ def train_verifiers(cfg: VerifierTrainConfig) -> dict:
             out[kind]["validation"] = validation_report(model, prompts, [solutions[i] for i in val],
                                                         [correct[i] for i in val], sep_id, tokenizer.pad_id)
             print(kind, "validation", out[kind]["validation"])
+    metrics.close()
     summary = {"stage": "verifiers", "run_dir": str(run), "workers": workers, "solutions": len(solutions),
                "solution_accuracy": sum(correct) / max(1, len(correct)), "mc_solutions": len(mc_solutions),
                "mc_k": cfg.mc_k, "completer": cfg.completer or cfg.model, "mc_temperature": cfg.mc_temperature or cfg.temperature,
