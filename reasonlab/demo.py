@@ -52,7 +52,28 @@ class DemoConfig:
     overwrite: bool = False         # delete the demo's earlier runs and start over
 
 
-RESUMABLE = ("pretrain", "verifiers", "grpo")   # stages with `resume`; the others rerun unless finished
+RESUMABLE = ("pretrain", "verifiers", "grpo")
+# rough wall seconds of each full stage on 2 idle cores (docs/LOG.md); only the ETA uses them
+TYPICAL_S = {"pretrain": 430, "verifiers": 250, "sweep": 180, "grpo": 530, "rft": 700, "distill": 220}
+
+
+def progress_line(index: int, todo: list[str], elapsed_s: float, done: list[str]) -> str:
+    """``demo stage i/n: <stage> — ETA ...``: the remaining stages' typical times, scaled by how
+    this machine has done so far against the typical times of the stages it finished.
+
+    >>> progress_line(2, ["pretrain", "grpo"], 860.0, ["pretrain"])
+    'demo stage 2/2: grpo (elapsed 14m20s, about 17m40s to go)'
+    >>> progress_line(1, ["pretrain", "grpo"], 0.0, [])
+    'demo stage 1/2: pretrain (elapsed 0m00s, about 16m00s to go)'
+    """
+    def clock(seconds: float) -> str:
+        return f"{int(seconds) // 60}m{int(seconds) % 60:02d}s"
+
+    typical_done = sum(TYPICAL_S.get(s, 0) for s in done)
+    speed = elapsed_s / typical_done if typical_done and elapsed_s > 0 else 1.0
+    remaining = speed * sum(TYPICAL_S.get(s, 0) for s in todo[index - 1:])
+    return (f"demo stage {index}/{len(todo)}: {todo[index - 1]} (elapsed {clock(elapsed_s)}, "
+            f"about {clock(remaining)} to go)")   # stages with `resume`; the others rerun unless finished
 
 
 def find_recipe(path: str) -> Path:
@@ -288,9 +309,8 @@ def run_demo(cfg: DemoConfig) -> dict:
     root = Path(cfg.runs_dir)
     base_model = root / cfg.name / "model"
     times, summary = {}, {}
-    for stage in STAGES:
-        if stage not in cfg.stages:
-            continue
+    todo, done, t_start = [s for s in STAGES if s in cfg.stages], [], time.perf_counter()
+    for stage in todo:
         if stage != "pretrain" and not base_model.exists():
             raise FileNotFoundError(f"demo: stage '{stage}' needs the base model {base_model}; "
                                     "run the pretrain stage first")
@@ -298,10 +318,12 @@ def run_demo(cfg: DemoConfig) -> dict:
         if stage_finished(stage, cfg, run):
             print(f"\n=== demo stage: {stage} (finished earlier: kept) ===", flush=True)
             continue
-        print(f"\n=== demo stage: {stage} ===", flush=True)
+        print(f"\n=== {progress_line(todo.index(stage) + 1, todo, time.perf_counter() - t_start, done)} ===",
+              flush=True)
         t0 = time.perf_counter()
         result = _run_stage(stage, cfg, base_model)
         times[stage] = round(time.perf_counter() - t0, 1)
+        done.append(stage)
         if stage == "pretrain":
             summary = result
     table = report(cfg)

@@ -47,3 +47,14 @@ def test_the_demo_says_where_its_pretraining_parted_from_the_readme_run():
     same["loss_trace"][30][1] *= 1.0 + 1e-7
     assert "parted from the README's run at step 310" in reproduction_line(same, ref)
     assert reproduction_line({"loss_trace": []}, ref) == "" and reproduction_line(None, ref) == ""
+
+
+def test_the_progress_line_counts_stages_and_scales_the_eta_by_this_machines_speed():
+    import doctest
+
+    import reasonlab.demo as demo
+    from reasonlab.demo import progress_line
+
+    assert doctest.testmod(demo).failed == 0
+    line = progress_line(3, ["pretrain", "verifiers", "sweep"], 340.0, ["pretrain", "verifiers"])
+    assert line == "demo stage 3/3: sweep (elapsed 5m40s, about 1m30s to go)"      # twice as fast: 180 s / 2
