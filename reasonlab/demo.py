@@ -208,16 +208,11 @@ def _matched_rounds(grpo_summary: Path, rft_recipe: str) -> list[str]:
 
 
 def _stage_entry(stage: str):
-    import importlib
+    """(config class, stage function) of a command, from the CLI's one table."""
+    from reasonlab.cli import COMMANDS, _load
 
-    spec = {"pretrain": ("reasonlab.train.pretrain", "PretrainConfig", "pretrain"),
-            "verifiers": ("reasonlab.verifiers.train", "VerifierTrainConfig", "train_verifiers"),
-            "sweep": ("reasonlab.eval.sweep", "SweepConfig", "run_sweep"),
-            "grpo": ("reasonlab.train.grpo", "GRPOConfig", "grpo"),
-            "rft": ("reasonlab.train.rft", "RFTConfig", "rft"),
-            "distill": ("reasonlab.train.distill", "DistillConfig", "distill")}[stage]
-    module = importlib.import_module(spec[0])
-    return getattr(module, spec[1]), getattr(module, spec[2])
+    config_spec, fn_spec, _ = COMMANDS[stage]
+    return _load(config_spec), _load(fn_spec)
 
 
 def _load_summary(path: Path, stage: str) -> dict:

@@ -20,7 +20,6 @@ The recipe (``recipes/r1_pipeline_tiny.yaml``) gives each stage ``{recipe: FILE,
 """
 from __future__ import annotations
 
-import importlib
 import json
 import math
 import time
@@ -40,9 +39,6 @@ STAGES = {
     "distill": ("distill", "student_pretrain", "final_rl"),
     "student_rl": ("grpo", "student_pretrain", ""),
 }
-KINDS = {"pretrain": ("reasonlab.train.pretrain", "PretrainConfig", "pretrain"),
-         "grpo": ("reasonlab.train.grpo", "GRPOConfig", "grpo"),
-         "distill": ("reasonlab.train.distill", "DistillConfig", "distill")}
 LABELS = {"pretrain": "base", "student_pretrain": "student base", "zero": "R1-Zero (GRPO from base)",
           "cold_start": "cold-start SFT of base", "reasoning_rl": "reasoning RL (+ consistency reward)",
           "reasoning_rl_nolang": "reasoning RL, no consistency reward", "rejection_sft": "rejection-sampling SFT of base",
@@ -143,17 +139,18 @@ def matched_student_rl(cfg: PipelineConfig) -> dict:
 def stage_config(cfg: PipelineConfig, stage: str, matched: dict):
     """The stage's config object: its recipe, then the pipeline's settings for it."""
     from reasonlab.config import load_config
-    from reasonlab.demo import find_recipe
+    from reasonlab.demo import _stage_entry, find_recipe
 
-    module, cls_name, _ = KINDS[STAGES[stage][0]]
+    config_cls, _ = _stage_entry(STAGES[stage][0])
     recipe = cfg.stages[stage].get("recipe")
-    return load_config(getattr(importlib.import_module(module), cls_name), find_recipe(recipe) if recipe else None,
+    return load_config(config_cls, find_recipe(recipe) if recipe else None,
                        updates=stage_settings(cfg, stage, matched), updates_where=f"pipeline stages.{stage}")
 
 
 def run_stage(cfg: PipelineConfig, stage: str, matched: dict) -> dict:
-    module, _, fn_name = KINDS[STAGES[stage][0]]
-    return getattr(importlib.import_module(module), fn_name)(stage_config(cfg, stage, matched))
+    from reasonlab.demo import _stage_entry
+
+    return _stage_entry(STAGES[stage][0])[1](stage_config(cfg, stage, matched))
 
 
 def collect(cfg: PipelineConfig) -> dict:
